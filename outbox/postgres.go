@@ -1,0 +1,204 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// AddPostgres adds msgs to the outbox inside tx, the caller's PostgreSQL transaction, so they
+// are published if and only if tx commits. Call the relay's Notify after the commit to publish
+// them at once rather than at the next poll.
+func AddPostgres(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(msgs))
+	subjects := make([]string, len(msgs))
+	headers := make([]string, len(msgs))
+	payloads := make([][]byte, len(msgs))
+	aggregates := make([]string, len(msgs))
+	for i, m := range msgs {
+		h, err := encodeHeaders(m)
+		if err != nil {
+			return err
+		}
+		ids[i], subjects[i], headers[i], aggregates[i] = m.ID, m.Subject, h, m.AggregateID
+		payloads[i] = m.Data
+		if payloads[i] == nil {
+			payloads[i] = []byte{} // the column is NOT NULL; an empty body is still a body
+		}
+	}
+	// One statement for any number of messages: unnest keeps the array order, so ids follow
+	// the order of msgs.
+	_, err := tx.Exec(ctx, `INSERT INTO outbox (msg_id, subject, headers, payload, aggregate_id)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[], $5::text[])`,
+		ids, subjects, headers, payloads, aggregates)
+	if err != nil {
+		return fmt.Errorf("outbox: add %d messages (first %s): %w", len(msgs), msgs[0].ID, err)
+	}
+	return nil
+}
+
+// NewPostgresRelay returns a relay for the outbox table in pool's PostgreSQL database,
+// publishing through js. The leader lock takes one connection out of the pool for as long as
+// the relay leads. A nil log means slog.Default().
+func NewPostgresRelay(pool *pgxpool.Pool, js jetstream.JetStream, cfg RelayConfig, log *slog.Logger) *Relay {
+	return newRelay(postgresStore{pool: pool}, js, cfg, log)
+}
+
+// postgresStore is the relay's storage on PostgreSQL.
+type postgresStore struct {
+	pool *pgxpool.Pool
+}
+
+// postgresClaim is a batch locked by an open transaction.
+type postgresClaim struct {
+	tx   pgx.Tx
+	rows []row
+}
+
+func (s postgresStore) claim(ctx context.Context, limit int) (claim, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	rs, err := tx.Query(ctx, `SELECT id, msg_id, subject, headers, payload FROM outbox
+		WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+	if err != nil {
+		rollbackPostgres(tx)
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	c := &postgresClaim{tx: tx}
+	c.rows, err = collectRows(rs)
+	if err != nil {
+		rollbackPostgres(tx)
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	return c, nil
+}
+
+// collectRows reads every row of rs (id, msg_id, subject, headers, payload).
+func collectRows(rs pgx.Rows) ([]row, error) {
+	return pgx.CollectRows(rs, func(r pgx.CollectableRow) (row, error) {
+		var o row
+		err := r.Scan(&o.id, &o.msgID, &o.subject, &o.headers, &o.payload)
+		return o, err
+	})
+}
+
+// rollbackPostgres rolls tx back even when the caller's context is already cancelled.
+func rollbackPostgres(tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tx.Rollback(ctx)
+}
+
+func (c *postgresClaim) claimed() []row { return c.rows }
+
+func (c *postgresClaim) markPublished(ctx context.Context) error {
+	ids := make([]int64, len(c.rows))
+	for i, r := range c.rows {
+		ids[i] = r.id
+	}
+	if _, err := c.tx.Exec(ctx, "UPDATE outbox SET published_at = now() WHERE id = ANY($1)", ids); err != nil {
+		rollbackPostgres(c.tx)
+		return fmt.Errorf("mark published: %w", err)
+	}
+	if err := c.tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (c *postgresClaim) rollback() { rollbackPostgres(c.tx) }
+
+func (s postgresStore) stats(ctx context.Context) (int64, time.Duration, error) {
+	var pending, lagMicros int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*),
+		coalesce((extract(epoch FROM clock_timestamp() - min(created_at)) * 1000000)::bigint, 0)
+		FROM outbox WHERE published_at IS NULL`).Scan(&pending, &lagMicros)
+	if err != nil {
+		return 0, 0, err
+	}
+	return pending, time.Duration(max(lagMicros, 0)) * time.Microsecond, nil
+}
+
+func (s postgresStore) deletePublished(ctx context.Context, olderThan time.Duration, limit int) (int64, error) {
+	// Rows are published roughly in id order, so walking the primary key from the front finds
+	// the old published rows first, without an index on published_at.
+	tag, err := s.pool.Exec(ctx, `DELETE FROM outbox WHERE id IN (
+		SELECT id FROM outbox WHERE published_at < now() - $1 * interval '1 microsecond'
+		ORDER BY id LIMIT $2)`, olderThan.Microseconds(), limit)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (s postgresStore) since(ctx context.Context, since time.Time, afterID int64, limit int) ([]row, error) {
+	rs, err := s.pool.Query(ctx, `SELECT id, msg_id, subject, headers, payload FROM outbox
+		WHERE created_at >= $1 AND id > $2 ORDER BY id LIMIT $3`, since, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	return collectRows(rs)
+}
+
+// lock tries pg_try_advisory_lock on a connection taken out of the pool for good: the lock
+// belongs to that session, and closing the session is what releases it, also when this process
+// dies. Advisory locks are per database, so the name needs no qualifying.
+func (s postgresStore) lock(ctx context.Context, name string) (leaderLock, error) {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var got bool
+	var pid int64
+	if err := c.QueryRow(ctx, "SELECT pg_try_advisory_lock($1), pg_backend_pid()", postgresLockKey(name)).Scan(&got, &pid); err != nil {
+		c.Release()
+		return nil, err
+	}
+	if !got {
+		c.Release()
+		return nil, nil
+	}
+	return &postgresLock{conn: c.Hijack(), pid: pid}, nil
+}
+
+// postgresLockKey maps a lock name to the bigint key advisory locks take.
+func postgresLockKey(name string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return int64(h.Sum64())
+}
+
+// postgresLock is a held advisory lock and the session holding it.
+type postgresLock struct {
+	conn *pgx.Conn
+	pid  int64
+}
+
+// check pings the session: a session-level advisory lock is held for as long as the session
+// lives, and only release unlocks it.
+func (l *postgresLock) check(ctx context.Context) error {
+	if err := l.conn.Ping(ctx); err != nil {
+		return errors.Join(errors.New("leader lock session is gone"), err)
+	}
+	return nil
+}
+
+func (l *postgresLock) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = l.conn.Close(ctx)
+}
+
+func (l *postgresLock) session() int64 { return l.pid }

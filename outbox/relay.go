@@ -1,0 +1,344 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// store is what the relay needs from a database; mysqlStore and postgresStore implement it.
+type store interface {
+	// claim begins a transaction and locks up to limit unpublished rows, lowest id first,
+	// skipping rows another transaction holds.
+	claim(ctx context.Context, limit int) (claim, error)
+	// stats returns the number of unpublished rows and the age of the oldest.
+	stats(ctx context.Context) (pending int64, lag time.Duration, err error)
+	// deletePublished deletes up to limit rows published more than olderThan ago.
+	deletePublished(ctx context.Context, olderThan time.Duration, limit int) (int64, error)
+	// since returns up to limit rows created at or after since with an id above afterID, in
+	// id order, published or not.
+	since(ctx context.Context, since time.Time, afterID int64, limit int) ([]row, error)
+	// lock tries the leader lock once, without waiting; it returns nil when another session
+	// holds it.
+	lock(ctx context.Context, name string) (leaderLock, error)
+}
+
+// claim is a batch of rows locked by an open transaction.
+type claim interface {
+	claimed() []row
+	// markPublished marks every claimed row published and commits.
+	markPublished(ctx context.Context) error
+	// rollback leaves the rows unpublished and unlocks them.
+	rollback()
+}
+
+// leaderLock is a held leader lock.
+type leaderLock interface {
+	// check fails once the lock's session is gone or no longer holds it.
+	check(ctx context.Context) error
+	// release gives the lock up and ends its session.
+	release()
+	// session is the database's id of the lock's session (for tests that kill it).
+	session() int64
+}
+
+// Relay publishes the outbox's rows to JetStream. Create one per service replica with
+// NewMySQLRelay or NewPostgresRelay and call Run; relays sharing a database elect one leader
+// and the others stand by.
+type Relay struct {
+	store store
+	js    jetstream.JetStream
+	cfg   RelayConfig
+	log   *slog.Logger
+	wake  chan struct{}
+
+	published atomic.Uint64
+	errors    atomic.Uint64
+	held      atomic.Pointer[leaderLock] // the leader lock while this relay leads
+
+	// afterAcks, when set (by tests), runs once a batch is acked and before it is marked
+	// published; an error makes the batch roll back as a crash there would.
+	afterAcks func(ctx context.Context, rows int) error
+}
+
+func newRelay(s store, js jetstream.JetStream, cfg RelayConfig, log *slog.Logger) *Relay {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Relay{
+		store: s,
+		js:    js,
+		cfg:   cfg.withDefaults(),
+		log:   log.With("component", "outbox.relay"),
+		wake:  make(chan struct{}, 1),
+	}
+}
+
+// Notify wakes the relay to publish now; call it after committing a transaction that added
+// messages. It never blocks: wake-ups that arrive while one is pending are merged, and a relay
+// that is not the leader ignores them (the leader finds the rows at its next poll).
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns the outbox's backlog and this relay's counters. It queries the database, so it
+// works on a standby relay too.
+func (r *Relay) Stats(ctx context.Context) (Stats, error) {
+	pending, lag, err := r.store.stats(ctx)
+	if err != nil {
+		return Stats{}, fmt.Errorf("outbox stats: %w", err)
+	}
+	return Stats{
+		Lag:       lag,
+		Pending:   pending,
+		Published: r.published.Load(),
+		Errors:    r.errors.Load(),
+		IsLeader:  r.held.Load() != nil,
+	}, nil
+}
+
+// Run relays until ctx is done, then returns nil. While another relay holds the leader lock it
+// retries the lock every LockInterval; once leader it publishes the outbox, deletes rows past
+// the retention, and steps down if its lock session breaks. Errors talking to NATS or the
+// database are logged, counted in Stats and retried with backoff; they do not end Run.
+func (r *Relay) Run(ctx context.Context) error {
+	for {
+		lock, err := r.store.lock(ctx, r.cfg.LockName)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.errors.Add(1)
+			r.log.Warn("outbox relay: leader lock attempt failed", "lock", r.cfg.LockName, "err", err)
+		case lock != nil:
+			r.lead(ctx, lock)
+		}
+		if !sleep(ctx, r.cfg.LockInterval) {
+			return nil
+		}
+	}
+}
+
+// lead publishes while lock is held and ctx lasts, then releases the lock. The lock is
+// released only after the publishing loop has returned, so the next leader never publishes
+// while this one still has a batch in flight (which would reorder events).
+func (r *Relay) lead(ctx context.Context, lock leaderLock) {
+	lctx, stop := context.WithCancelCause(ctx)
+	defer lock.release()
+	r.held.Store(&lock)
+	defer r.held.Store(nil)
+	r.log.Info("outbox relay: leading", "lock", r.cfg.LockName)
+
+	var wg sync.WaitGroup
+	wg.Go(func() { r.watchLock(lctx, lock, stop) })
+	wg.Go(func() { r.cleanupLoop(lctx) })
+	r.publishLoop(lctx)
+	stop(nil)
+	wg.Wait()
+
+	if cause := context.Cause(lctx); !errors.Is(cause, context.Canceled) {
+		r.log.Warn("outbox relay: stepped down", "lock", r.cfg.LockName, "reason", cause)
+	} else {
+		r.log.Info("outbox relay: stepped down", "lock", r.cfg.LockName)
+	}
+}
+
+// watchLock checks the lock's session every LockInterval and stops the leader as soon as it
+// breaks: once the session is gone the database has released the lock, and another relay may
+// already be leading.
+func (r *Relay) watchLock(ctx context.Context, lock leaderLock, stop context.CancelCauseFunc) {
+	t := time.NewTicker(r.cfg.LockInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, r.cfg.LockInterval)
+		err := lock.check(cctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			r.errors.Add(1)
+			stop(fmt.Errorf("leader lock lost: %w", err))
+			return
+		}
+	}
+}
+
+// publishLoop relays batches until ctx is done: straight on while batches come back full,
+// otherwise when notified or at the next poll.
+func (r *Relay) publishLoop(ctx context.Context) {
+	poll := time.NewTicker(r.cfg.PollInterval)
+	defer poll.Stop()
+	var backoff time.Duration
+	for {
+		n, err := r.relayBatch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.errors.Add(1)
+			backoff = min(max(2*backoff, 50*time.Millisecond), r.cfg.MaxBackoff)
+			r.log.Warn("outbox relay: batch failed, rows stay unpublished", "err", err, "retry_in", backoff)
+			if !sleep(ctx, backoff) {
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if n == r.cfg.BatchSize {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-poll.C:
+		}
+	}
+}
+
+// relayBatch claims one batch, publishes it, waits for every ack and marks it published, all
+// in one transaction. On any error the transaction rolls back and the rows stay unpublished.
+func (r *Relay) relayBatch(ctx context.Context) (int, error) {
+	c, err := r.store.claim(ctx, r.cfg.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	rows := c.claimed()
+	if len(rows) == 0 {
+		c.rollback()
+		return 0, nil
+	}
+	if err := r.publish(rows); err != nil {
+		c.rollback()
+		return 0, err
+	}
+	if r.afterAcks != nil {
+		if err := r.afterAcks(ctx, len(rows)); err != nil {
+			c.rollback()
+			return 0, err
+		}
+	}
+	if err := c.markPublished(ctx); err != nil {
+		// The messages are in JetStream; the next attempt sends them again and the duplicate
+		// window drops the copies.
+		return 0, fmt.Errorf("outbox rows %d..%d: %w", rows[0].id, rows[len(rows)-1].id, err)
+	}
+	r.published.Add(uint64(len(rows)))
+	return len(rows), nil
+}
+
+// publish sends rows with async publish and waits for all their acks. It deliberately does not
+// stop waiting when the relay's context ends: a leader that steps down must know its messages
+// are stored (or failed) before it releases the lock, or the next leader's messages could land
+// between them. PublishTimeout bounds the wait.
+func (r *Relay) publish(rows []row) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(rows))
+	for _, row := range rows {
+		m, err := row.msg()
+		if err != nil {
+			return err
+		}
+		f, err := r.js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("publish outbox row %d (msg %s, subject %s): %w", row.id, row.msgID, row.subject, err)
+		}
+		futures = append(futures, f)
+	}
+	timeout := time.NewTimer(r.cfg.PublishTimeout)
+	defer timeout.Stop()
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish outbox row %d (msg %s, subject %s): %w", rows[i].id, rows[i].msgID, rows[i].subject, err)
+		case <-timeout.C:
+			return fmt.Errorf("publish outbox rows %d..%d: no ack for row %d (msg %s) within %s",
+				rows[0].id, rows[len(rows)-1].id, rows[i].id, rows[i].msgID, r.cfg.PublishTimeout)
+		}
+	}
+	return nil
+}
+
+// cleanupLoop deletes published rows older than the retention every CleanupInterval.
+func (r *Relay) cleanupLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.CleanupInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := r.cleanup(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.errors.Add(1)
+			r.log.Warn("outbox relay: retention cleanup failed", "deleted", n, "err", err)
+		} else if n > 0 {
+			r.log.Debug("outbox relay: retention cleanup", "deleted", n)
+		}
+	}
+}
+
+// cleanup deletes every published row older than the retention, cleanupBatch rows per
+// statement so that no statement holds many locks for long.
+func (r *Relay) cleanup(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		n, err := r.store.deletePublished(ctx, r.cfg.Retention, cleanupBatch)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("delete published rows older than %s: %w", r.cfg.Retention, err)
+		}
+		if n < cleanupBatch {
+			return total, nil
+		}
+	}
+}
+
+// Republish publishes again every retained row created at or after since, published or not, in
+// id order, and returns how many it sent. It is the operator's recovery when the broker lost
+// messages. Within the stream's duplicate window JetStream drops the copies it still has;
+// later, consumers' idempotency absorbs them. It does not need to be the leader.
+func (r *Relay) Republish(ctx context.Context, since time.Time) (int, error) {
+	var after int64
+	total := 0
+	for {
+		rows, err := r.store.since(ctx, since, after, r.cfg.BatchSize)
+		if err != nil {
+			return total, fmt.Errorf("republish since %s: read rows after %d: %w", since.Format(time.RFC3339Nano), after, err)
+		}
+		if len(rows) == 0 {
+			return total, nil
+		}
+		if err := r.publish(rows); err != nil {
+			return total, fmt.Errorf("republish since %s: %w", since.Format(time.RFC3339Nano), err)
+		}
+		total += len(rows)
+		after = rows[len(rows)-1].id
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}
+
+// sleep waits for d or ctx, and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
