@@ -55,6 +55,7 @@ func AddMySQL(ctx context.Context, tx *sql.Tx, msgs ...Message) error {
 
 // NewMySQLRelay returns a relay for the outbox table in db, a MySQL/MariaDB database, publishing
 // through js. MariaDB 10.6+ or MySQL 8 is needed for SKIP LOCKED. A nil log means slog.Default().
+// Create js with jetstream.WithPublishAsyncTimeout, as NewPostgresRelay explains.
 func NewMySQLRelay(db *sql.DB, js jetstream.JetStream, cfg RelayConfig, log *slog.Logger) *Relay {
 	return newRelay(mysqlStore{db: db}, js, cfg, log)
 }

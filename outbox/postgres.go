@@ -50,6 +50,10 @@ func AddPostgres(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 // NewPostgresRelay returns a relay for the outbox table in pool's PostgreSQL database,
 // publishing through js. The leader lock takes one connection out of the pool for as long as
 // the relay leads. A nil log means slog.Default().
+//
+// Create js with jetstream.WithPublishAsyncTimeout (about cfg.PublishTimeout): the relay stops
+// waiting for an ack after PublishTimeout, and without that option a message whose ack never
+// comes keeps its slot among js's pending async publishes.
 func NewPostgresRelay(pool *pgxpool.Pool, js jetstream.JetStream, cfg RelayConfig, log *slog.Logger) *Relay {
 	return newRelay(postgresStore{pool: pool}, js, cfg, log)
 }

@@ -162,7 +162,9 @@ func (r *Relay) watchLock(ctx context.Context, lock leaderLock, stop context.Can
 			return
 		case <-t.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, r.cfg.LockInterval)
+		// A slow answer is not a lost lock: only a check that fails, or takes far longer than
+		// a round trip should, makes the leader step down.
+		cctx, cancel := context.WithTimeout(ctx, max(2*r.cfg.LockInterval, 2*time.Second))
 		err := lock.check(cctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
@@ -228,7 +230,11 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
-	if err := c.markPublished(ctx); err != nil {
+	// Once JetStream has the batch, marking it is worth finishing even if the relay is stopping:
+	// it saves sending the batch again. A crash here is still safe (see afterAcks).
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
+	defer cancel()
+	if err := c.markPublished(mctx); err != nil {
 		// The messages are in JetStream; the next attempt sends them again and the duplicate
 		// window drops the copies.
 		return 0, fmt.Errorf("outbox rows %d..%d: %w", rows[0].id, rows[len(rows)-1].id, err)

@@ -1,0 +1,434 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flightbook/flightbook/testenv"
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestRelayConfigDefaultsMatchTags(t *testing.T) {
+	var loaded RelayConfig
+	if err := envconfig.Process("OUTBOX_DEFAULTS_TEST", &loaded); err != nil {
+		t.Fatal(err)
+	}
+	if got := (RelayConfig{}).withDefaults(); !reflect.DeepEqual(got, loaded) {
+		t.Errorf("RelayConfig{}.withDefaults() = %+v, the tags say %+v", got, loaded)
+	}
+}
+
+func TestEncodeHeaders(t *testing.T) {
+	tests := []struct {
+		name    string
+		msg     Message
+		want    string
+		invalid bool
+	}{
+		{"no id", Message{Subject: "a.b"}, "", true},
+		{"no subject", Message{ID: "1"}, "", true},
+		{"no headers", Message{ID: "1", Subject: "a.b"}, "{}", false},
+		{"headers", Message{ID: "1", Subject: "a.b", Header: nats.Header{"ce-type": {"x.v1"}}}, `{"ce-type":["x.v1"]}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := encodeHeaders(tt.msg)
+			if tt.invalid != errors.Is(err, ErrInvalidMessage) {
+				t.Fatalf("err = %v, want invalid: %v", err, tt.invalid)
+			}
+			if got != tt.want {
+				t.Errorf("headers = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRowMsgSetsMsgID(t *testing.T) {
+	tests := []struct {
+		name    string
+		headers string
+		want    nats.Header
+		wantErr bool
+	}{
+		{"empty", "", nats.Header{"Nats-Msg-Id": {"m1"}}, false},
+		{"json null", "null", nats.Header{"Nats-Msg-Id": {"m1"}}, false},
+		{"headers kept", `{"ce-id":["m1"]}`, nats.Header{"ce-id": {"m1"}, "Nats-Msg-Id": {"m1"}}, false},
+		{"broken", `{"ce-id"`, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := row{id: 1, msgID: "m1", subject: "a.b", headers: []byte(tt.headers), payload: []byte("x")}.msg()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error: %v", err, tt.wantErr)
+			}
+			if err == nil && (!reflect.DeepEqual(m.Header, tt.want) || m.Subject != "a.b" || string(m.Data) != "x") {
+				t.Errorf("msg = %+v, want header %v", m, tt.want)
+			}
+		})
+	}
+}
+
+func TestAddRejectsInvalidMessage(t *testing.T) {
+	forEachStore(t, func(t *testing.T, h *harness) {
+		err := h.add(context.Background(), Message{ID: "ok", Subject: "x.y"}, Message{Subject: "x.y"})
+		if !errors.Is(err, ErrInvalidMessage) {
+			t.Fatalf("add without id: err = %v, want ErrInvalidMessage", err)
+		}
+		if n, err := h.count(context.Background(), "1=1"); err != nil || n != 0 {
+			t.Errorf("outbox holds %d rows (%v) after a refused add, want 0", n, err)
+		}
+	})
+}
+
+// TestRelayPublishesOnNotify: with polling effectively off, Notify alone gets committed events
+// to JetStream, in id order, with their headers, body and Nats-Msg-Id.
+func TestRelayPublishesOnNotify(t *testing.T) {
+	forEachStore(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		b := sharedBroker(t)
+		r := h.newRelay(b.js, RelayConfig{PollInterval: time.Hour, LockInterval: 50 * time.Millisecond})
+		runRelay(t, r)
+		waitFor(t, 5*time.Second, func() error {
+			if st, err := r.Stats(ctx); err != nil || !st.IsLeader {
+				return fmt.Errorf("not leader yet (%v)", err)
+			}
+			return nil
+		})
+
+		var want []Message
+		for i := range 3 {
+			msgs := events(b.ns, "b1", i*7, 7)
+			testenv.Fatal(t, "add", h.add(ctx, msgs...))
+			r.Notify()
+			want = append(want, msgs...)
+		}
+		drained(t, h, b, len(want), 10*time.Second)
+
+		got := b.storedMessages(t)
+		for i, m := range got {
+			w := want[i]
+			if m.msgID != w.ID || m.data != string(w.Data) || m.hdr.Get("ce-type") != "test.event.v1" || m.seq != i {
+				t.Errorf("message %d = %+v, want id %s data %s seq %d", i, m, w.ID, w.Data, i)
+			}
+		}
+		st, err := r.Stats(ctx)
+		testenv.Fatal(t, "stats", err)
+		if st.Published != uint64(len(want)) || st.Pending != 0 || st.Lag != 0 || !st.IsLeader {
+			t.Errorf("stats = %+v, want %d published, none pending, leader", st, len(want))
+		}
+	})
+}
+
+// TestNothingLostWhileNATSDown stops the JetStream server, writes events, and starts it again.
+// It uses an embedded server rather than the machine's shared one so that a real outage
+// (connection refused, client reconnecting, the same store after restart) happens to this test
+// only. Lag must grow during the outage and return to zero after the drain.
+func TestNothingLostWhileNATSDown(t *testing.T) {
+	forEachStore(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		dir := t.TempDir()
+		ns, port := embeddedNATS(t, dir, 0)
+		b := newBroker(t, ns.ClientURL(), testenv.Name())
+		r := h.newRelay(b.js, RelayConfig{
+			PollInterval: 20 * time.Millisecond, PublishTimeout: 300 * time.Millisecond,
+			MaxBackoff: 100 * time.Millisecond, LockInterval: 50 * time.Millisecond,
+		})
+		runRelay(t, r)
+
+		testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "a0", 0, 50)...))
+		r.Notify()
+		drained(t, h, b, 50, 10*time.Second)
+
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		const down = 4 * 50
+		for i := range 4 {
+			testenv.Fatal(t, "add", h.add(ctx, events(b.ns, fmt.Sprintf("a%d", i+1), 0, 50)...))
+			r.Notify()
+		}
+		var first Stats
+		waitFor(t, 10*time.Second, func() error {
+			st, err := r.Stats(ctx)
+			if err != nil {
+				return err
+			}
+			if st.Errors == 0 || st.Pending != down || st.Lag <= 0 {
+				return fmt.Errorf("stats %+v: want failed attempts and %d pending", st, down)
+			}
+			first = st
+			return nil
+		})
+		waitFor(t, 10*time.Second, func() error {
+			st, err := r.Stats(ctx)
+			if err != nil {
+				return err
+			}
+			if st.Lag < first.Lag+100*time.Millisecond {
+				return fmt.Errorf("lag %s has not grown from %s", st.Lag, first.Lag)
+			}
+			return nil
+		})
+
+		embeddedNATS(t, dir, port)
+		waitFor(t, 30*time.Second, func() error {
+			st, err := r.Stats(ctx)
+			if err != nil {
+				return err
+			}
+			if st.Pending != 0 || st.Lag != 0 {
+				return fmt.Errorf("not drained: %+v", st)
+			}
+			return nil
+		})
+		checkOnceInOrder(t, b.storedMessages(t), 50+down)
+	})
+}
+
+// TestRelayKilledBetweenPublishAndMark: the first relay dies after JetStream acked a batch and
+// before the batch was marked; the rows stay unpublished, the next relay sends them again, and
+// the stream still holds each event once.
+func TestRelayKilledBetweenPublishAndMark(t *testing.T) {
+	forEachStore(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		b := sharedBroker(t)
+		const n = 120
+		testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "k", 0, n)...))
+
+		cfg := RelayConfig{BatchSize: 200, LockInterval: 50 * time.Millisecond}
+		first := h.newRelay(b.js, cfg)
+		runCtx, kill := context.WithCancel(ctx)
+		var inStream atomic.Int64
+		first.afterAcks = func(context.Context, int) error {
+			inStream.Store(int64(b.count(t)))
+			kill()
+			return errors.New("relay killed after the acks")
+		}
+		testenv.Fatal(t, "first relay", first.Run(runCtx))
+		if got := inStream.Load(); got != n {
+			t.Fatalf("stream held %d messages when the relay was killed, want %d", got, n)
+		}
+		if pending, err := h.count(ctx, "published_at IS NULL"); err != nil || pending != n {
+			t.Fatalf("after the kill %d rows unpublished (%v), want %d", pending, err, n)
+		}
+
+		second := h.newRelay(b.js, cfg)
+		runRelay(t, second)
+		drained(t, h, b, n, 10*time.Second)
+		checkOnceInOrder(t, b.storedMessages(t), n)
+		if st, _ := second.Stats(ctx); st.Published != n {
+			t.Errorf("second relay published %d, want %d", st.Published, n)
+		}
+	})
+}
+
+// TestTwoRelays runs two relays on one database while events are written; only the leader
+// publishes, the other takes over when the leader is stopped mid-run, and the stream holds
+// every event once, in order per aggregate.
+func TestTwoRelays(t *testing.T) {
+	forEachStore(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		b := sharedBroker(t)
+		cfg := RelayConfig{BatchSize: 20, PollInterval: 10 * time.Millisecond, LockInterval: 30 * time.Millisecond}
+		relays := []*Relay{h.newRelay(b.js, cfg), h.newRelay(sharedJS(t, b), cfg)}
+		stops := []func(){runRelay(t, relays[0]), runRelay(t, relays[1])}
+
+		const aggs, perAgg, perTx = 8, 64, 4 // perAgg/2 is a multiple of perTx
+		total := 0
+		write := func(from, to int) {
+			for seq := from; seq < to; seq += perTx {
+				var msgs []Message
+				for a := range aggs {
+					msgs = append(msgs, events(b.ns, fmt.Sprintf("agg%d", a), seq, perTx)...)
+				}
+				testenv.Fatal(t, "add", h.add(ctx, msgs...))
+				total += len(msgs)
+				relays[0].Notify()
+				relays[1].Notify()
+			}
+		}
+		write(0, perAgg/2)
+
+		leader := -1
+		waitFor(t, 5*time.Second, func() error {
+			for i, r := range relays {
+				st, err := r.Stats(ctx)
+				if err != nil {
+					return err
+				}
+				if st.IsLeader && st.Published > 0 {
+					leader = i
+					return nil
+				}
+			}
+			return errors.New("no leader has published yet")
+		})
+		standby := 1 - leader
+		if st, _ := relays[standby].Stats(ctx); st.IsLeader || st.Published != 0 {
+			t.Errorf("standby relay: %+v, want not leader and nothing published", st)
+		}
+		stops[leader]()
+
+		write(perAgg/2, perAgg)
+		drained(t, h, b, total, 20*time.Second)
+		checkOnceInOrder(t, b.storedMessages(t), total)
+		a, _ := relays[leader].Stats(ctx)
+		s, _ := relays[standby].Stats(ctx)
+		if !s.IsLeader || s.Published == 0 || a.Published+s.Published != uint64(total) {
+			t.Errorf("first leader %+v, standby %+v: want the standby leading and %d published in all", a, s, total)
+		}
+	})
+}
+
+// sharedJS is a second NATS connection to b's server, as a second replica would have.
+func sharedJS(t testing.TB, b *broker) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(b.nc.ConnectedUrl())
+	testenv.Fatal(t, "connect", err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
+	testenv.Fatal(t, "jetstream", err)
+	return js
+}
+
+// TestLeaderLockLost kills the leader's lock session from outside: the relay must notice,
+// step down, and (alone here) become leader again and keep publishing.
+func TestLeaderLockLost(t *testing.T) {
+	forEachStore(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		b := sharedBroker(t)
+		r := h.newRelay(b.js, RelayConfig{PollInterval: 10 * time.Millisecond, LockInterval: 30 * time.Millisecond})
+		runRelay(t, r)
+		var session int64
+		waitFor(t, 5*time.Second, func() error {
+			if l := r.held.Load(); l != nil {
+				session = (*l).session()
+				return nil
+			}
+			return errors.New("not leader yet")
+		})
+		testenv.Fatal(t, "kill lock session", h.kill(ctx, session))
+		waitFor(t, 5*time.Second, func() error {
+			l := r.held.Load()
+			if st, _ := r.Stats(ctx); st.Errors == 0 || l == nil || (*l).session() == session {
+				return fmt.Errorf("relay has not moved to a new lock session (errors %d)", st.Errors)
+			}
+			return nil
+		})
+		testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "l", 0, 30)...))
+		r.Notify()
+		drained(t, h, b, 30, 10*time.Second)
+	})
+}
+
+// drain publishes every unpublished row through r's batch step, without running the relay.
+func drain(t testing.TB, r *Relay) {
+	t.Helper()
+	for {
+		n, err := r.relayBatch(context.Background())
+		testenv.Fatal(t, "relay batch", err)
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// TestRetentionCleanup: only rows published longer ago than the retention go, never
+// unpublished ones however old, and the leader's cleanup loop does it on its own.
+func TestRetentionCleanup(t *testing.T) {
+	forEachStore(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		b := sharedBroker(t)
+		r := h.newRelay(b.js, RelayConfig{BatchSize: 1000, Retention: time.Hour, CleanupInterval: 20 * time.Millisecond})
+
+		const old = 2300 // more than two cleanup batches
+		testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "old", 0, old)...))
+		testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "new", 0, 300)...))
+		drain(t, r)
+		testenv.Fatal(t, "add unpublished", h.add(ctx, events(b.ns, "unpublished", 0, 10)...))
+		testenv.Fatal(t, "age", h.age(ctx, "aggregate_id IN ('old', 'unpublished')", 2*time.Hour))
+
+		deleted, err := r.cleanup(ctx)
+		testenv.Fatal(t, "cleanup", err)
+		if deleted != old {
+			t.Errorf("cleanup deleted %d rows, want %d", deleted, old)
+		}
+		for where, want := range map[string]int64{
+			"aggregate_id = 'old'":                                  0,
+			"aggregate_id = 'new'":                                  300,
+			"aggregate_id = 'unpublished' AND published_at IS NULL": 10,
+		} {
+			if n, err := h.count(ctx, where); err != nil || n != want {
+				t.Errorf("%s: %d rows (%v), want %d", where, n, err, want)
+			}
+		}
+
+		// The running leader publishes the old unpublished rows (so they are kept: their
+		// retention starts now) and deletes the rows that have aged since.
+		testenv.Fatal(t, "age", h.age(ctx, "aggregate_id = 'new'", 2*time.Hour))
+		runRelay(t, r)
+		waitFor(t, 10*time.Second, func() error {
+			all, err := h.count(ctx, "1=1")
+			if err != nil {
+				return err
+			}
+			kept, err := h.count(ctx, "aggregate_id = 'unpublished' AND published_at IS NOT NULL")
+			if err != nil {
+				return err
+			}
+			if all != 10 || kept != 10 {
+				return fmt.Errorf("%d rows left, %d of them the newly published ones; want 10 and 10", all, kept)
+			}
+			return nil
+		})
+	})
+}
+
+// TestRepublish sends retained rows again from a point in time: published or not, in id order,
+// and the stream, within its duplicate window, still holds each event once.
+func TestRepublish(t *testing.T) {
+	forEachStore(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		b := sharedBroker(t)
+		r := h.newRelay(b.js, RelayConfig{BatchSize: 64})
+		testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "before", 0, 150)...))
+		testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "after", 0, 100)...))
+		drain(t, r)
+		testenv.Fatal(t, "add unpublished", h.add(ctx, events(b.ns, "after", 100, 20)...))
+		testenv.Fatal(t, "age", h.age(ctx, "aggregate_id = 'before'", time.Hour))
+
+		// Every message sent reaches a plain subscriber, duplicates included, so it counts
+		// what Republish really sent.
+		sub, err := b.nc.SubscribeSync(b.ns + ".>")
+		testenv.Fatal(t, "subscribe", err)
+		testenv.Fatal(t, "flush", b.nc.Flush())
+		sent, err := r.Republish(ctx, time.Now().Add(-30*time.Minute))
+		testenv.Fatal(t, "republish", err)
+		if sent != 120 {
+			t.Errorf("Republish sent %d, want 120", sent)
+		}
+		for i := range 120 {
+			m, err := sub.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatalf("republished message %d: %v", i, err)
+			}
+			if want := fmt.Sprint(i); m.Header.Get("agg") != "after" || m.Header.Get("seq") != want {
+				t.Errorf("republished message %d: agg %s seq %s, want after %s", i, m.Header.Get("agg"), m.Header.Get("seq"), want)
+			}
+		}
+		checkOnceInOrder(t, b.storedMessages(t), 250+20)
+
+		all, err := r.Republish(ctx, time.Time{})
+		testenv.Fatal(t, "republish all", err)
+		if all != 270 {
+			t.Errorf("Republish(zero time) sent %d, want 270", all)
+		}
+		checkOnceInOrder(t, b.storedMessages(t), 270)
+	})
+}
