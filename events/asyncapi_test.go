@@ -254,4 +254,3 @@ func TestAsyncAPIMatchesContracts(t *testing.T) {
 		assert.True(t, slices.Contains([]string{"send", "receive"}, op.(map[string]any)["action"].(string)), name)
 	}
 }
-

@@ -290,6 +290,7 @@ func TestDecodePayloadRules(t *testing.T) {
 		{"negative flight id", events.SeatHoldRequested{BookingID: id, FlightID: -1, UserID: "u", Seats: 1}, "flight_id: must be a positive integer"},
 		{"empty user", events.SeatHoldRequested{BookingID: id, FlightID: 1, Seats: 1}, "user_id: required"},
 		{"braced uuid", events.SeatsReleased{BookingID: "{" + id + "}", FlightID: 1}, "booking_id: must be a UUID in canonical form"},
+		{"upper-case uuid", events.SeatsReleased{BookingID: strings.ToUpper(id), FlightID: 1}, "booking_id: must be a UUID in canonical form"},
 		{"negative refund", events.BookingCancelled{BookingID: id, UserID: "u", FlightID: 1, Seats: 1, RefundAmount: -5, Currency: "EUR"}, "refund_amount: must not be negative"},
 		{"unknown previous status", events.BookingExpired{BookingID: id, UserID: "u", FlightID: 1, Seats: 1, PreviousStatus: "CONFIRMED"}, "previous_status: must be one of PENDING, HELD"},
 		{"missing reject reason", events.BookingRejected{BookingID: id, UserID: "u", FlightID: 1, Seats: 1}, "reason: required"},

@@ -73,9 +73,10 @@ func checkBookingID(v *validation.Errors, id string) {
 		v.Add("booking_id", "required")
 		return
 	}
-	// Only the canonical 36-character form: uuid.Parse also takes braces and urn: prefixes,
-	// which would make one booking look like several ids to a consumer comparing strings.
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+	// Only the canonical form (36 characters, lower case): uuid.Parse also takes braces,
+	// urn: prefixes and upper case, which would make one booking look like several ids to a
+	// consumer comparing strings.
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 || strings.ToLower(id) != id {
 		v.Add("booking_id", "must be a UUID in canonical form")
 	}
 }
