@@ -115,7 +115,13 @@ func indexContracts() (map[string]*Contract, map[reflect.Type]*Contract) {
 }
 
 // Contracts returns every event contract, in the order of the saga and then the public events.
-func Contracts() []Contract { return slices.Clone(contracts) }
+func Contracts() []Contract {
+	out := slices.Clone(contracts)
+	for i := range out {
+		out[i].Consumers = slices.Clone(out[i].Consumers)
+	}
+	return out
+}
 
 // Lookup returns the contract of a CloudEvents type.
 func Lookup(eventType string) (Contract, bool) {
@@ -123,7 +129,9 @@ func Lookup(eventType string) (Contract, bool) {
 	if !ok {
 		return Contract{}, false
 	}
-	return *c, true
+	out := *c
+	out.Consumers = slices.Clone(c.Consumers)
+	return out, true
 }
 
 // StreamOf returns the base name of the stream that stores a base subject, or "" when no
