@@ -15,7 +15,7 @@ test: ## run every test with the race detector against the local PostgreSQL, Mar
 
 lint: ## go vet and staticcheck
 	$(GO) vet $(PKGS)
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 bench: ## Go benchmarks; results written to bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 2s $(PKGS) | tee bench.txt
