@@ -287,7 +287,8 @@ func (r *Router) Route(name string) (Route, bool) {
 	return Route{}, false
 }
 
-// Running is closed once every route is subscribed and receiving.
+// Running is closed once every route is subscribed and receiving. It stays open if Run fails
+// before that, so wait on it together with Run's result.
 func (r *Router) Running() <-chan struct{} { return r.running }
 
 // ConsumerConfig is the durable consumer the router creates for route: a push consumer with
@@ -371,7 +372,7 @@ func (r *Router) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("consumer: route %s: subscriber: %w", route.Name, err)
 		}
-		wr.AddNoPublisherHandler(route.Name, route.Subject, sub, r.handle(route))
+		wr.AddConsumerHandler(route.Name, route.Subject, sub, r.handle(route))
 	}
 
 	// The watermill router gets a context that ctx's cancellation does not reach: cancelling
