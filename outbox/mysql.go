@@ -77,15 +77,16 @@ type mysqlClaim struct {
 	rows []row
 }
 
-func (s mysqlStore) claim(ctx context.Context, limit int) (claim, error) {
+func (s mysqlStore) claim(ctx context.Context, after int64, limit int) (claim, error) {
 	tx, err := s.db.BeginTx(ctx, readCommitted)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	// The limit is an integer we own, written into the text so that the query needs no
-	// server-side prepare (one round trip instead of three with go-sql-driver's defaults).
+	// The integers are ours, written into the text so that the query needs no server-side
+	// prepare (one round trip instead of three with go-sql-driver's defaults).
 	rs, err := tx.QueryContext(ctx, "SELECT id, msg_id, subject, headers, payload FROM outbox"+
-		" WHERE published_at IS NULL ORDER BY id LIMIT "+strconv.Itoa(limit)+" FOR UPDATE SKIP LOCKED")
+		" WHERE published_at IS NULL AND id > "+strconv.FormatInt(after, 10)+
+		" ORDER BY id LIMIT "+strconv.Itoa(limit)+" FOR UPDATE SKIP LOCKED")
 	if err != nil {
 		_ = tx.Rollback()
 		return nil, fmt.Errorf("claim: %w", err)

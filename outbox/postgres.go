@@ -69,19 +69,33 @@ type postgresClaim struct {
 	rows []row
 }
 
-func (s postgresStore) claim(ctx context.Context, limit int) (claim, error) {
+func (s postgresStore) claim(ctx context.Context, after int64, limit int) (claim, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	rs, err := tx.Query(ctx, `SELECT id, msg_id, subject, headers, payload FROM outbox
-		WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
-	if err != nil {
-		rollbackPostgres(tx)
-		return nil, fmt.Errorf("claim: %w", err)
-	}
+	// The outbox's statistics are often stale when it matters (a burst fills the table faster
+	// than autovacuum analyzes it), and a planner that believes the backlog is small reads and
+	// sorts all of it for every claim: 15 ms per batch at 20k rows. Walking the partial index
+	// in id order and stopping after limit rows is always the right plan for this query, so
+	// sorting is switched off for this transaction, in the same round trip as the claim.
+	var q pgx.Batch
+	q.Queue("SET LOCAL enable_sort = off")
+	q.Queue(`SELECT id, msg_id, subject, headers, payload FROM outbox
+		WHERE published_at IS NULL AND id > $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, after, limit)
+	br := tx.SendBatch(ctx, &q)
 	c := &postgresClaim{tx: tx}
-	c.rows, err = collectRows(rs)
+	_, err = br.Exec()
+	if err == nil {
+		var rs pgx.Rows
+		rs, err = br.Query()
+		if err == nil {
+			c.rows, err = collectRows(rs)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		rollbackPostgres(tx)
 		return nil, fmt.Errorf("claim: %w", err)

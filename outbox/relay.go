@@ -14,9 +14,9 @@ import (
 
 // store is what the relay needs from a database; mysqlStore and postgresStore implement it.
 type store interface {
-	// claim begins a transaction and locks up to limit unpublished rows, lowest id first,
-	// skipping rows another transaction holds.
-	claim(ctx context.Context, limit int) (claim, error)
+	// claim begins a transaction and locks up to limit unpublished rows with an id above
+	// after, lowest id first, skipping rows another transaction holds.
+	claim(ctx context.Context, after int64, limit int) (claim, error)
 	// stats returns the number of unpublished rows and the age of the oldest.
 	stats(ctx context.Context) (pending int64, lag time.Duration, err error)
 	// deletePublished deletes up to limit rows published more than olderThan ago.
@@ -175,91 +175,205 @@ func (r *Relay) watchLock(ctx context.Context, lock leaderLock, stop context.Can
 	}
 }
 
+// pipelineDepth is how many batches a leader has in flight: while one waits for its acks and
+// commits, the next is claimed (SKIP LOCKED passes over the rows the first still locks) and
+// sent. Messages still leave in id order, because only the loop goroutine claims and sends.
+const pipelineDepth = 3
+
 // publishLoop relays batches until ctx is done: straight on while batches come back full,
-// otherwise when notified or at the next poll.
+// otherwise when notified or at the next poll. It returns only once every batch it sent is
+// finished.
 func (r *Relay) publishLoop(ctx context.Context) {
 	poll := time.NewTicker(r.cfg.PollInterval)
 	defer poll.Stop()
-	var backoff time.Duration
-	for {
-		n, err := r.relayBatch(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			r.errors.Add(1)
-			backoff = min(max(2*backoff, 50*time.Millisecond), r.cfg.MaxBackoff)
-			r.log.Warn("outbox relay: batch failed, rows stay unpublished", "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
-				return
-			}
-			continue
+	var (
+		inflight sync.WaitGroup
+		slots    = make(chan struct{}, pipelineDepth)
+		mu       sync.Mutex
+		failure  error // the first error of a finished batch, taken by the loop
+		failures int   // consecutive failed attempts, for the backoff
+	)
+	defer inflight.Wait()
+	// While a backlog drains, each claim starts after the last row claimed: from the lowest id,
+	// a claim would first step over every row marked since the last vacuum or purge (the open
+	// batches keep those index entries alive), which made claims grow slower with the backlog.
+	// A row of a transaction that commits late with a lower id is behind that cursor, so the
+	// cursor goes back to the start after a short batch, after an error, and at least every
+	// PollInterval.
+	var after int64
+	var rewound time.Time
+	fail := func(err error) {
+		mu.Lock()
+		if failure == nil {
+			failure = err
 		}
-		backoff = 0
-		if n == r.cfg.BatchSize {
-			continue
+		mu.Unlock()
+	}
+	takeFailure := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		err := failure
+		failure = nil
+		return err
+	}
+	for ctx.Err() == nil {
+		slots <- struct{}{}
+		b, err := takeFailure(), error(nil)
+		if b == nil {
+			if time.Since(rewound) >= r.cfg.PollInterval {
+				after, rewound = 0, time.Now()
+			}
+			var sent *batch
+			sent, err = r.send(ctx, after)
+			switch {
+			case err != nil:
+			case sent == nil:
+				<-slots
+				failures = 0
+				after, rewound = 0, time.Now()
+				select {
+				case <-ctx.Done():
+				case <-r.wake:
+				case <-poll.C:
+				}
+				continue
+			default:
+				inflight.Go(func() {
+					defer func() { <-slots }()
+					if err := r.finish(ctx, sent); err != nil {
+						fail(err)
+					}
+				})
+				if len(sent.rows) == r.cfg.BatchSize {
+					after = sent.rows[len(sent.rows)-1].id
+					continue
+				}
+				after, rewound = 0, time.Now()
+				select {
+				case <-ctx.Done():
+				case <-r.wake:
+				case <-poll.C:
+				}
+				continue
+			}
+		} else {
+			err = b
 		}
-		select {
-		case <-ctx.Done():
+		<-slots
+		// Let the other batches in flight finish before anything is sent again, so that the
+		// failed rows are retried before any row after them is claimed.
+		inflight.Wait()
+		_ = takeFailure()
+		after, rewound = 0, time.Now()
+		if ctx.Err() != nil {
 			return
-		case <-r.wake:
-		case <-poll.C:
+		}
+		r.errors.Add(1)
+		failures++
+		backoff := min(50*time.Millisecond<<min(failures-1, 10), r.cfg.MaxBackoff)
+		r.log.Warn("outbox relay: batch failed, rows stay unpublished", "err", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return
 		}
 	}
 }
 
-// relayBatch claims one batch, publishes it, waits for every ack and marks it published, all
-// in one transaction. On any error the transaction rolls back and the rows stay unpublished.
-func (r *Relay) relayBatch(ctx context.Context) (int, error) {
-	c, err := r.store.claim(ctx, r.cfg.BatchSize)
+// batch is a claimed batch whose messages have been sent and whose acks are awaited.
+type batch struct {
+	claim   claim
+	rows    []row
+	futures []jetstream.PubAckFuture
+}
+
+// send claims the next batch after id after and sends its messages without waiting for the
+// acks. It returns nil when there is nothing to publish.
+func (r *Relay) send(ctx context.Context, after int64) (*batch, error) {
+	c, err := r.store.claim(ctx, after, r.cfg.BatchSize)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	rows := c.claimed()
 	if len(rows) == 0 {
 		c.rollback()
-		return 0, nil
+		return nil, nil
 	}
-	if err := r.publish(rows); err != nil {
+	futures, err := r.sendAsync(rows)
+	if err != nil {
 		c.rollback()
-		return 0, err
+		return nil, err
+	}
+	return &batch{claim: c, rows: rows, futures: futures}, nil
+}
+
+// finish waits for b's acks and marks it published. On any error the transaction rolls back
+// and the rows stay unpublished.
+func (r *Relay) finish(ctx context.Context, b *batch) error {
+	if err := r.awaitAcks(b.rows, b.futures); err != nil {
+		b.claim.rollback()
+		return err
 	}
 	if r.afterAcks != nil {
-		if err := r.afterAcks(ctx, len(rows)); err != nil {
-			c.rollback()
-			return 0, err
+		if err := r.afterAcks(ctx, len(b.rows)); err != nil {
+			b.claim.rollback()
+			return err
 		}
 	}
 	// Once JetStream has the batch, marking it is worth finishing even if the relay is stopping:
 	// it saves sending the batch again. A crash here is still safe (see afterAcks).
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
 	defer cancel()
-	if err := c.markPublished(mctx); err != nil {
+	if err := b.claim.markPublished(mctx); err != nil {
 		// The messages are in JetStream; the next attempt sends them again and the duplicate
 		// window drops the copies.
-		return 0, fmt.Errorf("outbox rows %d..%d: %w", rows[0].id, rows[len(rows)-1].id, err)
+		return fmt.Errorf("outbox rows %d..%d: %w", b.rows[0].id, b.rows[len(b.rows)-1].id, err)
 	}
-	r.published.Add(uint64(len(rows)))
-	return len(rows), nil
+	r.published.Add(uint64(len(b.rows)))
+	return nil
 }
 
-// publish sends rows with async publish and waits for all their acks. It deliberately does not
-// stop waiting when the relay's context ends: a leader that steps down must know its messages
-// are stored (or failed) before it releases the lock, or the next leader's messages could land
-// between them. PublishTimeout bounds the wait.
+// relayBatch claims, sends and finishes one batch, and returns how many rows it published.
+func (r *Relay) relayBatch(ctx context.Context) (int, error) {
+	b, err := r.send(ctx, 0)
+	if err != nil || b == nil {
+		return 0, err
+	}
+	if err := r.finish(ctx, b); err != nil {
+		return 0, err
+	}
+	return len(b.rows), nil
+}
+
+// publish sends rows and waits for all their acks.
 func (r *Relay) publish(rows []row) error {
+	futures, err := r.sendAsync(rows)
+	if err != nil {
+		return err
+	}
+	return r.awaitAcks(rows, futures)
+}
+
+// sendAsync sends rows with async publish, in order, on js's connection.
+func (r *Relay) sendAsync(rows []row) ([]jetstream.PubAckFuture, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(rows))
 	for _, row := range rows {
 		m, err := row.msg()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		f, err := r.js.PublishMsgAsync(m)
 		if err != nil {
-			return fmt.Errorf("publish outbox row %d (msg %s, subject %s): %w", row.id, row.msgID, row.subject, err)
+			return nil, fmt.Errorf("publish outbox row %d (msg %s, subject %s): %w", row.id, row.msgID, row.subject, err)
 		}
 		futures = append(futures, f)
 	}
+	return futures, nil
+}
+
+// awaitAcks waits for the ack of every future. It deliberately does not stop when the relay's
+// context ends: a leader that steps down must know its messages are stored (or failed) before
+// it releases the lock, or the next leader's messages could land between them. PublishTimeout
+// bounds the wait.
+func (r *Relay) awaitAcks(rows []row, futures []jetstream.PubAckFuture) error {
 	timeout := time.NewTimer(r.cfg.PublishTimeout)
 	defer timeout.Stop()
 	for i, f := range futures {
