@@ -35,6 +35,8 @@ type harness struct {
 	name string
 	// add commits msgs in one transaction.
 	add func(ctx context.Context, msgs ...Message) error
+	// addOpen adds msgs in a transaction it leaves open until commit is called.
+	addOpen func(ctx context.Context, msgs ...Message) (commit func() error, err error)
 	// newRelay returns a relay on this database.
 	newRelay func(js jetstream.JetStream, cfg RelayConfig) *Relay
 	// count returns the number of outbox rows matching a dialect-neutral WHERE clause.
@@ -104,6 +106,17 @@ func openMySQL(t testing.TB) *harness {
 			}
 			return tx.Commit()
 		},
+		addOpen: func(ctx context.Context, msgs ...Message) (func() error, error) {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return nil, err
+			}
+			if err := AddMySQL(ctx, tx, msgs...); err != nil {
+				_ = tx.Rollback()
+				return nil, err
+			}
+			return tx.Commit, nil
+		},
 		newRelay: func(js jetstream.JetStream, cfg RelayConfig) *Relay {
 			return NewMySQLRelay(db, js, cfg, quietLog())
 		},
@@ -139,6 +152,17 @@ func openPostgres(t testing.TB) *harness {
 		add: func(ctx context.Context, msgs ...Message) error {
 			return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return AddPostgres(ctx, tx, msgs...) })
 		},
+		addOpen: func(ctx context.Context, msgs ...Message) (func() error, error) {
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := AddPostgres(ctx, tx, msgs...); err != nil {
+				_ = tx.Rollback(ctx)
+				return nil, err
+			}
+			return func() error { return tx.Commit(ctx) }, nil
+		},
 		newRelay: func(js jetstream.JetStream, cfg RelayConfig) *Relay {
 			return NewPostgresRelay(pool, js, cfg, quietLog())
 		},
@@ -171,7 +195,7 @@ type broker struct {
 // deletes it) with a duplicate window.
 func newBroker(t testing.TB, url, ns string) *broker {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
 	testenv.Fatal(t, "connect to NATS", err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second), jetstream.WithPublishAsyncMaxPending(4096))

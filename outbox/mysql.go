@@ -78,7 +78,9 @@ type mysqlClaim struct {
 }
 
 func (s mysqlStore) claim(ctx context.Context, after int64, limit int) (claim, error) {
-	tx, err := s.db.BeginTx(ctx, readCommitted)
+	// database/sql rolls a transaction back when the context it began with ends; this one
+	// lives until markPublished or rollback, so only the claim query gets ctx.
+	tx, err := s.db.BeginTx(context.WithoutCancel(ctx), readCommitted)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}

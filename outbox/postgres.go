@@ -51,6 +51,11 @@ func AddPostgres(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 // publishing through js. The leader lock takes one connection out of the pool for as long as
 // the relay leads. A nil log means slog.Default().
 //
+// Connect js's connection with nats.ReconnectBufSize(-1). By default nats.go keeps messages
+// published while it reconnects and sends them once back, while the ones written into the
+// dying connection before it noticed are lost: later events would be stored before earlier
+// ones. Without the buffer such publishes fail, and the relay retries from the oldest row.
+//
 // Create js with jetstream.WithPublishAsyncTimeout (about cfg.PublishTimeout): the relay stops
 // waiting for an ack after PublishTimeout, and without that option a message whose ack never
 // comes keeps its slot among js's pending async publishes.

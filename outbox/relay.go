@@ -71,11 +71,15 @@ func newRelay(s store, js jetstream.JetStream, cfg RelayConfig, log *slog.Logger
 	if log == nil {
 		log = slog.Default()
 	}
+	log = log.With("component", "outbox.relay")
+	if nc := js.Conn(); nc != nil && nc.Opts.ReconnectBufSize >= 0 {
+		log.Warn("outbox relay: the NATS connection buffers publishes while reconnecting (set nats.ReconnectBufSize(-1)); after an outage events may be stored out of order")
+	}
 	return &Relay{
 		store: s,
 		js:    js,
 		cfg:   cfg.withDefaults(),
-		log:   log.With("component", "outbox.relay"),
+		log:   log,
 		wake:  make(chan struct{}, 1),
 	}
 }
@@ -217,63 +221,58 @@ func (r *Relay) publishLoop(ctx context.Context) {
 		return err
 	}
 	for ctx.Err() == nil {
-		slots <- struct{}{}
-		b, err := takeFailure(), error(nil)
-		if b == nil {
+		slots <- struct{}{} // a free place in the pipeline
+		err := takeFailure()
+		var sent *batch
+		if err == nil {
 			if time.Since(rewound) >= r.cfg.PollInterval {
 				after, rewound = 0, time.Now()
 			}
-			var sent *batch
 			sent, err = r.send(ctx, after)
-			switch {
-			case err != nil:
-			case sent == nil:
-				<-slots
-				failures = 0
-				after, rewound = 0, time.Now()
-				select {
-				case <-ctx.Done():
-				case <-r.wake:
-				case <-poll.C:
-				}
-				continue
-			default:
-				inflight.Go(func() {
-					defer func() { <-slots }()
-					if err := r.finish(ctx, sent); err != nil {
-						fail(err)
-					}
-				})
-				if len(sent.rows) == r.cfg.BatchSize {
-					after = sent.rows[len(sent.rows)-1].id
-					continue
-				}
-				after, rewound = 0, time.Now()
-				select {
-				case <-ctx.Done():
-				case <-r.wake:
-				case <-poll.C:
-				}
-				continue
+		}
+		if err != nil {
+			<-slots
+			// Let the other batches in flight finish before anything is sent again, so that
+			// the failed rows are retried before any row after them is claimed.
+			inflight.Wait()
+			if also := takeFailure(); also != nil {
+				err = errors.Join(err, also)
 			}
+			after, rewound = 0, time.Now()
+			if ctx.Err() != nil {
+				r.log.Info("outbox relay: batch abandoned on stopping, rows stay unpublished", "err", err)
+				return
+			}
+			r.errors.Add(1)
+			failures++
+			backoff := min(50*time.Millisecond<<min(failures-1, 10), r.cfg.MaxBackoff)
+			r.log.Warn("outbox relay: batch failed, rows stay unpublished", "err", err, "retry_in", backoff)
+			if !sleep(ctx, backoff) {
+				return
+			}
+			continue
+		}
+		if sent == nil {
+			<-slots
+			failures = 0
+			after, rewound = 0, time.Now()
 		} else {
-			err = b
+			inflight.Go(func() {
+				defer func() { <-slots }()
+				if err := r.finish(ctx, sent); err != nil {
+					fail(err)
+				}
+			})
+			if len(sent.rows) == r.cfg.BatchSize {
+				after = sent.rows[len(sent.rows)-1].id
+				continue // more are waiting
+			}
+			after, rewound = 0, time.Now()
 		}
-		<-slots
-		// Let the other batches in flight finish before anything is sent again, so that the
-		// failed rows are retried before any row after them is claimed.
-		inflight.Wait()
-		_ = takeFailure()
-		after, rewound = 0, time.Now()
-		if ctx.Err() != nil {
-			return
-		}
-		r.errors.Add(1)
-		failures++
-		backoff := min(50*time.Millisecond<<min(failures-1, 10), r.cfg.MaxBackoff)
-		r.log.Warn("outbox relay: batch failed, rows stay unpublished", "err", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
-			return
+		select {
+		case <-ctx.Done():
+		case <-r.wake:
+		case <-poll.C:
 		}
 	}
 }
@@ -288,8 +287,19 @@ type batch struct {
 // send claims the next batch after id after and sends its messages without waiting for the
 // acks. It returns nil when there is nothing to publish.
 func (r *Relay) send(ctx context.Context, after int64) (*batch, error) {
-	c, err := r.store.claim(ctx, after, r.cfg.BatchSize)
+	// The claim is not cut short when the relay stops: a cancelled query leaves its transaction
+	// to be rolled back asynchronously (by the driver, or by the server noticing a closed
+	// connection), and its row locks could outlive this leader's lock. The next leader's SKIP
+	// LOCKED claim would then step over those rows and publish later ones first. Instead the
+	// claim finishes and, if the relay is stopping, is rolled back before send returns.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
+	defer cancel()
+	c, err := r.store.claim(cctx, after, r.cfg.BatchSize)
 	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		c.rollback()
 		return nil, err
 	}
 	rows := c.claimed()
@@ -328,6 +338,7 @@ func (r *Relay) finish(ctx context.Context, b *batch) error {
 		return fmt.Errorf("outbox rows %d..%d: %w", b.rows[0].id, b.rows[len(b.rows)-1].id, err)
 	}
 	r.published.Add(uint64(len(b.rows)))
+	r.log.Debug("outbox relay: batch published", "first_id", b.rows[0].id, "last_id", b.rows[len(b.rows)-1].id, "rows", len(b.rows))
 	return nil
 }
 
