@@ -84,11 +84,22 @@ func (s mysqlStore) claim(ctx context.Context, after int64, limit int) (claim, e
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	// The integers are ours, written into the text so that the query needs no server-side
-	// prepare (one round trip instead of three with go-sql-driver's defaults).
+	// A locking read with SKIP LOCKED can see a transaction half committed: InnoDB checks each
+	// row's lock as it scans, so the first rows of a commit in progress are skipped as locked
+	// and its last ones taken, and they would be published out of order. So the next ids come
+	// from a consistent read, which sees a commit whole, and only the prefix of them that locks
+	// is kept. The integers are ours, written into the text so that the queries need no
+	// server-side prepare (one round trip each instead of three with go-sql-driver's defaults).
+	ids, err := s.nextIDs(ctx, tx, after, limit)
+	if err != nil || len(ids) == 0 {
+		_ = tx.Rollback()
+		if err != nil {
+			return nil, fmt.Errorf("claim: %w", err)
+		}
+		return &mysqlClaim{tx: tx}, nil
+	}
 	rs, err := tx.QueryContext(ctx, "SELECT id, msg_id, subject, headers, payload FROM outbox"+
-		" WHERE published_at IS NULL AND id > "+strconv.FormatInt(after, 10)+
-		" ORDER BY id LIMIT "+strconv.Itoa(limit)+" FOR UPDATE SKIP LOCKED")
+		" WHERE id IN ("+idList(ids)+") AND published_at IS NULL ORDER BY id FOR UPDATE SKIP LOCKED")
 	if err != nil {
 		_ = tx.Rollback()
 		return nil, fmt.Errorf("claim: %w", err)
@@ -99,7 +110,43 @@ func (s mysqlStore) claim(ctx context.Context, after int64, limit int) (claim, e
 		_ = tx.Rollback()
 		return nil, fmt.Errorf("claim: %w", err)
 	}
+	k := 0
+	for k < len(c.rows) && c.rows[k].id == ids[k] {
+		k++
+	}
+	c.rows = c.rows[:k]
 	return c, nil
+}
+
+// nextIDs reads, without locking, the ids of up to limit unpublished rows above after.
+func (s mysqlStore) nextIDs(ctx context.Context, tx *sql.Tx, after int64, limit int) ([]int64, error) {
+	rs, err := tx.QueryContext(ctx, "SELECT id FROM outbox WHERE published_at IS NULL AND id > "+
+		strconv.FormatInt(after, 10)+" ORDER BY id LIMIT "+strconv.Itoa(limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var ids []int64
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rs.Err()
+}
+
+// idList writes ids as a comma-separated SQL list.
+func idList(ids []int64) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(id, 10))
+	}
+	return b.String()
 }
 
 // scanRows reads every row of rs (id, msg_id, subject, headers, payload) and closes it.
@@ -121,16 +168,11 @@ func (c *mysqlClaim) claimed() []row { return c.rows }
 func (c *mysqlClaim) markPublished(ctx context.Context) error {
 	// Ids are integers read from the table, so writing them into the statement is safe, and it
 	// saves a prepare per batch of a different size.
-	var q strings.Builder
-	q.WriteString("UPDATE outbox SET published_at = UTC_TIMESTAMP(6) WHERE id IN (")
+	ids := make([]int64, len(c.rows))
 	for i, r := range c.rows {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString(strconv.FormatInt(r.id, 10))
+		ids[i] = r.id
 	}
-	q.WriteByte(')')
-	if _, err := c.tx.ExecContext(ctx, q.String()); err != nil {
+	if _, err := c.tx.ExecContext(ctx, "UPDATE outbox SET published_at = UTC_TIMESTAMP(6) WHERE id IN ("+idList(ids)+")"); err != nil {
 		_ = c.tx.Rollback()
 		return fmt.Errorf("mark published: %w", err)
 	}

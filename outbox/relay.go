@@ -228,7 +228,17 @@ func (r *Relay) publishLoop(ctx context.Context) {
 			if time.Since(rewound) >= r.cfg.PollInterval {
 				after, rewound = 0, time.Now()
 			}
-			sent, err = r.send(ctx, after)
+			if after == 0 {
+				// A claim from the lowest id would meet the rows of the batches still in
+				// flight, locked and not yet marked; let them finish first.
+				<-slots
+				inflight.Wait()
+				slots <- struct{}{}
+				err = takeFailure()
+			}
+			if err == nil {
+				sent, err = r.send(ctx, after)
+			}
 		}
 		if err != nil {
 			<-slots
