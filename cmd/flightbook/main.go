@@ -41,8 +41,9 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"flight": {"run the flight service (catalogue, search, seat inventory) on PostgreSQL", runFlight},
-		"token":  {"print a bearer token: flightbook token --user U [--role admin] [--ttl 24h]", runToken},
+		"flight":   {"run the flight service (catalogue, search, seat inventory) on PostgreSQL", runFlight},
+		"token":    {"print a bearer token: flightbook token --user U [--role admin] [--ttl 24h]", runToken},
+		"loadtest": {"drive the REST APIs under load, then verify no oversell: flightbook loadtest --help", runLoadtest},
 	}
 }
 
