@@ -99,21 +99,34 @@ func (r Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "throughput  %.1f requests/s, %.1f bookings accepted/s (%d accepted), %d failed requests\n\n",
 		r.RequestsPerSec, r.BookingsPerSec, r.BookingsAccepted, r.Failures)
 
+	// Names are padded to one width so they read left-aligned while the figures align right,
+	// and every section lines up with the others.
+	nameW := len("endpoint")
+	for _, e := range r.Endpoints {
+		nameW = max(nameW, len(e.Name))
+	}
+	for _, l := range r.Saga {
+		nameW = max(nameW, len(l.Name))
+	}
+	for _, e := range r.Errors {
+		nameW = max(nameW, len(e.Endpoint))
+	}
+	name := func(s string) string { return fmt.Sprintf("%-*s", nameW, s) }
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	latencyTable := func(title string, rows []Latency, errs []int64) {
-		head := "\tcount\tp50 ms\tp95 ms\tp99 ms\tmax ms\t"
+		head := name(title) + "\tcount\tp50 ms\tp95 ms\tp99 ms\tmax ms\t"
 		if errs != nil {
 			head += "errors\t"
 		}
-		fmt.Fprintln(tw, title+head)
+		fmt.Fprintln(tw, head)
 		for i, l := range rows {
-			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t", l.Name, l.Count, l.P50, l.P95, l.P99, l.Max)
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t", name(l.Name), l.Count, l.P50, l.P95, l.P99, l.Max)
 			if errs != nil {
 				fmt.Fprintf(tw, "%d\t", errs[i])
 			}
 			fmt.Fprintln(tw)
 		}
-		fmt.Fprintln(tw, "\t")
+		fmt.Fprintln(tw)
 	}
 	rows, errs := make([]Latency, len(r.Endpoints)), make([]int64, len(r.Endpoints))
 	for i, e := range r.Endpoints {
@@ -127,15 +140,15 @@ func (r Report) WriteText(w io.Writer) error {
 		latencyTable("schedule", []Latency{*r.ScheduleLag}, nil)
 	}
 	if len(r.Errors) > 0 {
-		fmt.Fprintln(tw, "error\tstatus\tcode\tcount\t")
+		fmt.Fprintln(tw, name("error")+"\tstatus\tcode\tcount\t")
 		for _, e := range r.Errors {
 			status := fmt.Sprint(e.Status)
 			if e.Status == 0 {
 				status = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t\n", e.Endpoint, status, e.Code, e.Count)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t\n", name(e.Endpoint), status, e.Code, e.Count)
 		}
-		fmt.Fprintln(tw, "\t")
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
@@ -151,6 +164,7 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintln(&b)
 
+	fmt.Fprintln(&b)
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "flight\ttotal\tavailable\theld\tsold\tbooked held\tbooked confirmed\toversold\tok\t")
 	for _, f := range r.Flights {
@@ -164,7 +178,7 @@ func (r Report) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	fmt.Fprintf(&b, "oversold    %d seats\n", r.Oversold)
+	fmt.Fprintf(&b, "\noversold    %d seats\n", r.Oversold)
 
 	for _, s := range r.Services {
 		if !s.Available {
