@@ -101,7 +101,7 @@ func (l *ledger) takeHeld(rng *rand.Rand) (booking, bool) {
 	return *l.bookings[id], true
 }
 
-// select returns copies of the bookings whose status keep says to keep.
+// selectBookings returns copies of the bookings whose status keep says to keep.
 func (l *ledger) selectBookings(keep func(status string) bool) []booking {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -482,3 +482,16 @@ func TestRunRefusesRemoteAndBadConfig(t *testing.T) {
 	_, err = Run(context.Background(), cfg, &bytes.Buffer{}, &bytes.Buffer{})
 	require.ErrorContains(t, err, "set up catalogue")
 }
+
+func TestRunProgress(t *testing.T) {
+	t.Parallel()
+	fu, bu := startFake(t, &fakeServices{})
+	cfg := testConfig(fu, bu)
+	cfg.Scenario, cfg.Rate, cfg.Duration, cfg.Progress = ScenarioSpread, 50, 1200*time.Millisecond, true
+	var stderr bytes.Buffer
+	_, err := Run(context.Background(), cfg, &bytes.Buffer{}, &stderr)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	require.Len(t, lines, 1, "one line a second: %q", stderr.String())
+	assert.Regexp(t, `^\s*1s  \d+ ops  \d+ requests  \d+ req/s \(avg \d+\)  0 errors$`, lines[0])
+}
