@@ -3,10 +3,121 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flightbook/flightbook/auth"
+	"github.com/flightbook/flightbook/config"
+	"github.com/flightbook/flightbook/consumer"
+	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/outbox"
+	"github.com/flightbook/flightbook/services/flight/api"
+	"github.com/flightbook/flightbook/services/flight/messaging"
+	"github.com/flightbook/flightbook/services/flight/postgres"
+	"github.com/flightbook/flightbook/web"
 )
 
-// runFlight wires and runs the flight service. (Being built: issue 2.)
+// flightConfig is every setting of the flight service (FLIGHTBOOK_ prefix).
+type flightConfig struct {
+	HTTPAddr    string `envconfig:"FLIGHT_HTTP_ADDR" default:":8081" desc:"address the flight service's HTTP API listens on"`
+	PostgresURL string `envconfig:"POSTGRES_URL" default:"postgres://postgres@127.0.0.1:5432/flightbook?sslmode=disable" desc:"flight service database (created if missing)"`
+	PostgresMax int32  `envconfig:"POSTGRES_MAX_CONNS" default:"20" desc:"maximum connections in the flight service's pool"`
+	LogLevel    string `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	NATS        natsConfig
+	Streams     events.StreamConfig
+	Auth        auth.Config
+	HTTP        web.ServerConfig
+	Outbox      outbox.RelayConfig
+	Consumer    consumer.Config
+}
+
 func runFlight(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("flight: not built yet")
+	var cfg flightConfig
+	fs := flag.NewFlagSet("flight", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: flightbook flight\n\nRuns the flight service. Settings (environment):")
+		_ = config.Usage(stderr, &cfg)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	log, err := loggerFor(stdout, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	log = log.With("service", events.ServiceFlight)
+	return serveFlight(ctx, cfg, nil, log)
+}
+
+// serveFlight runs the flight service until ctx ends. ln, when not nil, is the listener to
+// serve on (tests and the dev mode pick free ports).
+func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *slog.Logger) error {
+	authn, err := auth.New(cfg.Auth, log)
+	if err != nil {
+		return err
+	}
+	pool, err := postgres.Open(ctx, cfg.PostgresURL, cfg.PostgresMax, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	nc, js, err := connectNATS(ctx, cfg.NATS.URL, "flightbook-flight", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	topo := events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/flight"}
+	if err := events.EnsureStreams(ctx, js, topo, cfg.Streams); err != nil {
+		return err
+	}
+
+	relay := outbox.NewPostgresRelay(pool, js, cfg.Outbox, log)
+	router, err := consumer.New(nc, js, events.ServiceFlight, cfg.NATS.Namespace, cfg.Consumer, log)
+	if err != nil {
+		return err
+	}
+	inv := postgres.NewInventory(pool)
+	messaging.New(pool, inv, topo, relay.Notify, log).Register(router)
+
+	catalog := postgres.NewCatalog(pool)
+	engine := web.NewEngine(log)
+	web.Health(engine,
+		web.Check{Name: "postgres", Check: catalog.Ping},
+		web.Check{Name: "nats", Check: natsReady(nc)},
+	)
+	api.Routes(engine, catalog, authn)
+
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("flight: listen on %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return router.Run(gctx) })
+	g.Go(func() error { return web.Serve(gctx, ln, engine, cfg.HTTP, log) })
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("flight: %w", err)
+	}
+	log.Info("flight service stopped")
+	return nil
+}
+
+// loggerFor returns the JSON logger at the configured level.
+func loggerFor(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	return newLogger(w, l), nil
 }

@@ -25,6 +25,9 @@ func connectNATS(ctx context.Context, url, name string, log *slog.Logger) (*nats
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		// The outbox relay needs publishes that fail while disconnected to fail, not to wait
+		// in a buffer and be sent after later ones (see outbox.NewPostgresRelay).
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("nats disconnected", "error", err)
 		}),
@@ -42,7 +45,7 @@ func connectNATS(ctx context.Context, url, name string, log *slog.Logger) (*nats
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(10*time.Second))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
