@@ -71,6 +71,13 @@ func (l *ledger) addUnknown(a attempt) {
 	l.unknown = append(l.unknown, a)
 }
 
+// unknownCount is how many booking requests still have an unknown outcome.
+func (l *ledger) unknownCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.unknown)
+}
+
 // takeUnknown removes and returns the attempts with unknown outcome.
 func (l *ledger) takeUnknown() []attempt {
 	l.mu.Lock()

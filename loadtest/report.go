@@ -35,7 +35,7 @@ type Report struct {
 
 	Bookings map[string]int `json:"bookings_by_status"`
 	// UnknownOutcomes counts booking requests whose outcome could not be learned even after
-	// the run (the tool asks again with the same Idempotency-Key).
+	// the run (the tool asks again with the same Idempotency-Key); any fails the run.
 	UnknownOutcomes int             `json:"unknown_outcomes"`
 	Flights         []FlightCheck   `json:"flights"`
 	Oversold        int             `json:"oversold"`
@@ -157,6 +157,9 @@ func (r Report) WriteText(w io.Writer) error {
 	var statuses []string
 	for _, s := range slices.Sorted(maps.Keys(r.Bookings)) {
 		statuses = append(statuses, fmt.Sprintf("%s %d", s, r.Bookings[s]))
+	}
+	if len(statuses) == 0 {
+		statuses = []string{"none"}
 	}
 	fmt.Fprintf(&b, "bookings    %s", strings.Join(statuses, ", "))
 	if r.UnknownOutcomes > 0 {

@@ -495,3 +495,18 @@ func TestRunProgress(t *testing.T) {
 	require.Len(t, lines, 1, "one line a second: %q", stderr.String())
 	assert.Regexp(t, `^\s*1s  \d+ ops  \d+ requests  \d+ req/s \(avg \d+\)  0 errors$`, lines[0])
 }
+
+func TestRunFailsWhenBookingsCannotBeAccountedFor(t *testing.T) {
+	t.Parallel()
+	fu, _ := startFake(t, &fakeServices{})
+	cfg := testConfig(fu, "http://127.0.0.1:1") // nothing listens: every booking request is refused
+	cfg.Scenario, cfg.Requests, cfg.Clients = ScenarioHot, 3, 1
+	cfg.RetryFor, cfg.QuietTimeout = 100*time.Millisecond, time.Second
+	var out bytes.Buffer
+	rep, err := Run(context.Background(), cfg, &out, &bytes.Buffer{})
+	require.ErrorIs(t, err, ErrInvariant)
+	assert.Equal(t, 3, rep.UnknownOutcomes)
+	assert.Contains(t, out.String(), "bookings    none; 3 of unknown outcome")
+	assert.Contains(t, out.String(), "3 booking request(s) of unknown outcome")
+	assert.True(t, rep.Verified)
+}
