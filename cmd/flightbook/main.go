@@ -1,5 +1,6 @@
 // Command flightbook runs the flightbook services and their operator tools.
 //
+//	flightbook dev        run the system in one process with an embedded NATS server
 //	flightbook flight     run the flight service (catalogue, search, seat inventory)
 //	flightbook token      print a bearer token signed with the configured secret
 //
@@ -41,6 +42,7 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
+		"dev":      {"run the system in one process with an embedded NATS server, seeding a demo catalogue", runDev},
 		"flight":   {"run the flight service (catalogue, search, seat inventory) on PostgreSQL", runFlight},
 		"token":    {"print a bearer token: flightbook token --user U [--role admin] [--ttl 24h]", runToken},
 		"loadtest": {"drive the REST APIs under load, then verify no oversell: flightbook loadtest --help", runLoadtest},

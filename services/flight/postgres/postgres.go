@@ -80,7 +80,7 @@ func createDatabase(ctx context.Context, dsn, name string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	var pgErr *pgconn.PgError
-	if err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42P04") { // created meanwhile
+	if err != nil && !(errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505")) { // created meanwhile
 		return fmt.Errorf("postgres: create database %s: %w", name, err)
 	}
 	return nil

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flightbook/flightbook/auth"
+	"github.com/flightbook/flightbook/config"
+	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/services/flight"
+	"github.com/flightbook/flightbook/services/flight/postgres"
+)
+
+// runDev runs the system in one process with an embedded JetStream server, so that trying
+// flightbook needs nothing but Go and the databases. Settings are the same variables the
+// services read; FLIGHTBOOK_NATS_URL, when set, uses that server instead of the embedded one.
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg flightConfig
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data", "data", "directory for the embedded NATS server's JetStream store")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: flightbook dev [--data DIR]\n\nRuns the flight service with an embedded NATS JetStream server, seeding a demo catalogue on first start.\nSettings (environment):")
+		_ = config.Usage(stderr, &cfg)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	log, err := loggerFor(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+
+	if os.Getenv("FLIGHTBOOK_NATS_URL") == "" {
+		ns, err := startEmbeddedNATS(filepath.Join(*dataDir, "nats"), -1)
+		if err != nil {
+			return err
+		}
+		defer ns.Shutdown()
+		cfg.NATS.URL = ns.ClientURL()
+		log.Info("embedded NATS JetStream started", "url", cfg.NATS.URL, "store", filepath.Join(*dataDir, "nats"))
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("dev: flight service listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveFlight(gctx, cfg, ln, log.With("service", events.ServiceFlight)) })
+	g.Go(func() error { return seedDemo(gctx, cfg, ln.Addr().String(), stdout, log) })
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// seedDemo fills an empty catalogue with a few cities, airports, an airplane and flights over
+// the next weeks, then prints where everything is and tokens to try it with.
+func seedDemo(ctx context.Context, cfg flightConfig, addr string, stdout io.Writer, log *slog.Logger) error {
+	// postgres.Open migrates; the service may be migrating at the same moment, which goose's
+	// lock makes safe.
+	pool, err := postgres.Open(ctx, cfg.PostgresURL, 2, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	cat := postgres.NewCatalog(pool)
+	cities, err := cat.Cities(ctx)
+	if err != nil {
+		return err
+	}
+	if len(cities) == 0 {
+		if err := seedCatalog(ctx, cat); err != nil {
+			return fmt.Errorf("dev: seed demo catalogue: %w", err)
+		}
+		log.Info("seeded the demo catalogue")
+	}
+	a, err := auth.New(cfg.Auth, nil)
+	if err != nil {
+		return err
+	}
+	admin, _ := a.Token("admin", auth.RoleAdmin, 24*time.Hour)
+	customer, _ := a.Token("alice", "", 24*time.Hour)
+	_, port, _ := net.SplitHostPort(addr)
+	fmt.Fprintf(stdout, `
+flightbook is running (Ctrl-C stops it).
+
+  flight service  http://127.0.0.1:%[1]s/api/v1/flights
+  health          http://127.0.0.1:%[1]s/readyz
+
+  ADMIN_TOKEN=%[2]s
+  TOKEN=%[3]s
+
+  curl -s 'http://127.0.0.1:%[1]s/api/v1/flights?from=DEL&to=BOM&travellers=2'
+`, port, admin, customer)
+	return nil
+}
+
+func seedCatalog(ctx context.Context, cat *postgres.Catalog) error {
+	type airport struct{ code, name, city, country string }
+	airports := []airport{
+		{"DEL", "Indira Gandhi International", "Delhi", "IN"},
+		{"BOM", "Chhatrapati Shivaji Maharaj International", "Mumbai", "IN"},
+		{"BLR", "Kempegowda International", "Bengaluru", "IN"},
+		{"MAA", "Chennai International", "Chennai", "IN"},
+	}
+	for _, ap := range airports {
+		c, err := cat.CreateCity(ctx, flight.City{Name: ap.city, Country: ap.country})
+		if err != nil {
+			return err
+		}
+		if _, err := cat.CreateAirport(ctx, flight.Airport{Code: ap.code, Name: ap.name, CityID: c.ID}); err != nil {
+			return err
+		}
+	}
+	plane, err := cat.CreateAirplane(ctx, flight.Airplane{Model: "Airbus A320neo", Capacity: 180, Cabins: []flight.Cabin{
+		{Class: flight.CabinBusiness, Rows: 2, SeatsPerRow: 6}, {Class: flight.CabinEconomy, Rows: 28, SeatsPerRow: 6},
+	}})
+	if err != nil {
+		return err
+	}
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, 1)
+	n := 0
+	for d := range 21 {
+		for i, from := range airports {
+			to := airports[(i+1+d)%len(airports)]
+			if to.code == from.code {
+				continue
+			}
+			n++
+			dep := day.AddDate(0, 0, d).Add(time.Duration(5+3*i) * time.Hour)
+			if _, err := cat.CreateFlight(ctx, flight.NewFlight{
+				FlightNumber: fmt.Sprintf("FB%d", 100+n), AirplaneID: plane.ID,
+				DepartureAirport: from.code, ArrivalAirport: to.code,
+				DepartureTime: dep, ArrivalTime: dep.Add(2*time.Hour + 10*time.Minute),
+				FareAmount: int64(350000 + 25000*((d+i)%6)), Currency: "INR", BoardingGate: fmt.Sprintf("%c%d", 'A'+i, 1+d%9),
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
