@@ -117,7 +117,7 @@ func ParseSearch(q url.Values) (Search, error) {
 		}
 		s.MinPrice, s.MaxPrice = min, max
 	}
-	if s.MaxPrice > 0 && s.MaxPrice < s.MinPrice {
+	if q.Get("price") == "" && s.MaxPrice > 0 && s.MaxPrice < s.MinPrice {
 		v.Add("max_price", "must not be below min_price")
 	}
 
