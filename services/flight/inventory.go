@@ -2,6 +2,7 @@ package flight
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -106,4 +107,34 @@ type SeatCounts struct {
 // Balanced reports whether the counts keep the invariant.
 func (i SeatCounts) Balanced() bool {
 	return i.Available >= 0 && i.Held >= 0 && i.Sold >= 0 && i.Available+i.Held+i.Sold == i.Total
+}
+
+// Audit sets a flight's seat counters beside the holds that explain them. The counters are
+// what search and holds read; the holds are the record of every booking's seats. They are
+// written in the same transaction, so any difference is a bug to investigate, not drift.
+type Audit struct {
+	FlightID int64
+	Counts   SeatCounts
+	Held     int // seats of the flight's holds in status held
+	Sold     int // seats of the flight's holds in status sold
+}
+
+// Problems lists every way the audit fails, in words an operator can act on; none means the
+// flight's inventory is sound.
+func (a Audit) Problems() []string {
+	var p []string
+	c := a.Counts
+	if c.Available < 0 || c.Held < 0 || c.Sold < 0 {
+		p = append(p, fmt.Sprintf("negative seat count: available %d, held %d, sold %d", c.Available, c.Held, c.Sold))
+	}
+	if c.Available+c.Held+c.Sold != c.Total {
+		p = append(p, fmt.Sprintf("available %d + held %d + sold %d != total %d", c.Available, c.Held, c.Sold, c.Total))
+	}
+	if c.Held != a.Held {
+		p = append(p, fmt.Sprintf("flight says %d seats held, its holds say %d", c.Held, a.Held))
+	}
+	if c.Sold != a.Sold {
+		p = append(p, fmt.Sprintf("flight says %d seats sold, its holds say %d", c.Sold, a.Sold))
+	}
+	return p
 }
