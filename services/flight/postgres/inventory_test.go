@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -20,7 +19,7 @@ import (
 )
 
 // newInventoryTestDB returns a pool on a fresh, migrated database.
-func newInventoryTestDB(t *testing.T) *pgxpool.Pool {
+func newInventoryTestDB(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
 	testenv.Fatal(t, "parse url", err)
@@ -35,7 +34,7 @@ func newInventoryTestDB(t *testing.T) *pgxpool.Pool {
 }
 
 // seedFlight creates the catalogue a flight needs and returns the flight's id.
-func seedFlight(t *testing.T, pool *pgxpool.Pool, seats int, departure time.Time, status string) int64 {
+func seedFlight(t testing.TB, pool *pgxpool.Pool, seats int, departure time.Time, status string) int64 {
 	t.Helper()
 	ctx := context.Background()
 	var city, plane, id int64
@@ -272,7 +271,7 @@ func TestNoOversell(t *testing.T) {
 					t.Fatalf("%d bookings hold seats but flight says %d held", stillHeld, c.Held)
 				}
 			}
-			t.Log(fmt.Sprintf("%s: granted %d, sold out %d, counts %+v", mode, granted, soldOut, c))
+			t.Logf("%s: granted %d, sold out %d, counts %+v", mode, granted, soldOut, c)
 		})
 	}
 }

@@ -94,13 +94,3 @@ func pgCode(err error) string {
 	}
 	return ""
 }
-
-// constraintOf returns the violated constraint's name, or "".
-func constraintOf(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.ConstraintName
-	}
-	return ""
-}
-
