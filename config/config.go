@@ -7,7 +7,7 @@ package config
 import (
 	"fmt"
 	"io"
-	"strings"
+	"text/tabwriter"
 
 	"github.com/kelseyhightower/envconfig"
 )
@@ -26,20 +26,12 @@ func Load(spec any) error {
 
 // Usage writes every variable spec reads, with its type, default and description.
 func Usage(w io.Writer, spec any) error {
-	const format = `{{range .}}  {{usage_key .}}	{{usage_type .}}	default {{if usage_default .}}{{usage_default .}}{{else}}(empty){{end}}	{{usage_description .}}
+	const format = `{{range .}}  {{usage_key .}}	{{usage_type .}}	{{if usage_default .}}{{usage_default .}}{{else}}(empty){{end}}	{{usage_description .}}
 {{end}}`
-	return envconfig.Usagef(Prefix, spec, tabWriter{w}, format)
-}
-
-// tabWriter aligns envconfig's tab-separated usage lines into columns.
-type tabWriter struct{ w io.Writer }
-
-func (t tabWriter) Write(p []byte) (int, error) {
-	lines := strings.Split(strings.TrimRight(string(p), "\n"), "\n")
-	for _, l := range lines {
-		if _, err := fmt.Fprintln(t.w, strings.ReplaceAll(l, "\t", "  ")); err != nil {
-			return 0, err
-		}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  VARIABLE\tTYPE\tDEFAULT\tDESCRIPTION")
+	if err := envconfig.Usagef(Prefix, spec, tw, format); err != nil {
+		return err
 	}
-	return len(p), nil
+	return tw.Flush()
 }
