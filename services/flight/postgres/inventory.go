@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,56 +61,198 @@ func (inv *Inventory) Confirm(ctx context.Context, bookingID string) (flight.Hol
 // It is idempotent by booking id: a repeated request returns the first outcome and changes
 // nothing. A booking released before its hold arrived is refused.
 func (inv *Inventory) HoldTx(ctx context.Context, tx pgx.Tx, req flight.HoldRequest) (flight.Hold, error) {
-	if reason := req.Check(); reason != "" {
-		// Nothing to record: the booking id may not even be a UUID, and the answer is the
-		// same however often it is asked.
-		return flight.Hold{BookingID: req.BookingID, FlightID: req.FlightID, Seats: req.Seats,
-			Status: flight.HoldRejected, Reason: reason, Detail: "seats must be 1 to 9 and ids valid"}, nil
-	}
-	var s flight.Seating
-	err := tx.QueryRow(ctx, `
-		SELECT status, departure_time, available_seats, fare_amount, currency
-		FROM flights WHERE id = $1 FOR UPDATE`, req.FlightID).
-		Scan(&s.Status, &s.Departure, &s.Available, &s.Fare, &s.Currency)
-	found := err == nil
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return flight.Hold{}, fmt.Errorf("hold %s: lock flight %d: %w", req.BookingID, req.FlightID, err)
-	}
-
-	if prev, ok, err := getHold(ctx, tx, req.BookingID); err != nil {
-		return flight.Hold{}, fmt.Errorf("hold %s: %w", req.BookingID, err)
-	} else if ok {
-		if prev.Status == flight.HoldReleased {
-			prev.Reason, prev.Detail = flight.ReasonInvalidRequest, "the booking was released before or after this hold"
+	hs, err := inv.holdTx(ctx, tx, []flight.HoldRequest{req})
+	if errors.Is(err, errHoldRace) {
+		// Another transaction recorded this booking first (the same booking on another
+		// flight, or on a flight that does not exist, so no row lock kept them apart).
+		// Nothing of ours was written, and that outcome is the booking's outcome.
+		h, ok, err := getHold(ctx, tx, req.BookingID)
+		if err == nil && !ok {
+			err = errors.New("hold vanished")
 		}
-		return prev, nil
+		if err != nil {
+			return flight.Hold{}, fmt.Errorf("hold %s: %w", req.BookingID, err)
+		}
+		return previousOutcome(h), nil
 	}
-
-	h := flight.Hold{BookingID: req.BookingID, FlightID: req.FlightID, Seats: req.Seats,
-		Status: flight.HoldRejected, Reason: flight.ReasonFlightNotFound, Detail: "no such flight"}
-	if found {
-		h = flight.Decide(req, s, inv.now())
-	}
-	inserted, err := insertHold(ctx, tx, h)
 	if err != nil {
 		return flight.Hold{}, fmt.Errorf("hold %s: %w", req.BookingID, err)
 	}
-	if !inserted {
-		// A concurrent request for the same booking but another flight won the insert;
-		// its outcome is the booking's outcome.
-		prev, _, err := getHold(ctx, tx, req.BookingID)
-		return prev, err
+	return hs[0], nil
+}
+
+// HoldBatch holds seats for several bookings in one transaction. See HoldBatchTx.
+func (inv *Inventory) HoldBatch(ctx context.Context, reqs []flight.HoldRequest) ([]flight.Hold, error) {
+	var hs []flight.Hold
+	err := retryTx(ctx, inv.pool, func(tx pgx.Tx) (err error) {
+		hs, err = inv.HoldBatchTx(ctx, tx, reqs)
+		return err
+	})
+	return hs, err
+}
+
+// HoldBatchTx decides several hold requests inside tx, taking each flight's row lock once and
+// committing them together: a hot flight's queued requests then share one lock wait and one
+// commit instead of paying for one each. The outcomes are those HoldTx would give the
+// requests one after another in slice order, and out[i] answers reqs[i]; a booking that
+// appears twice gets its first outcome twice. Flights are locked in id order, so batches over
+// the same flights queue rather than deadlock.
+//
+// If another transaction records one of the bookings while this one decides (possible only
+// for the same booking on another flight, or on an unknown flight), the batch fails with a
+// retryable error and must be rolled back; HoldBatch retries it.
+func (inv *Inventory) HoldBatchTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldRequest) ([]flight.Hold, error) {
+	hs, err := inv.holdTx(ctx, tx, reqs)
+	if err != nil {
+		return nil, fmt.Errorf("hold %d bookings: %w", len(reqs), err)
 	}
-	if h.Status == flight.HoldHeld {
-		_, err := tx.Exec(ctx, `
-			UPDATE flights SET available_seats = available_seats - $2, held_seats = held_seats + $2,
-			       version = version + 1, updated_at = now()
-			WHERE id = $1`, req.FlightID, req.Seats)
-		if err != nil {
-			return flight.Hold{}, fmt.Errorf("hold %s: take %d seats of flight %d: %w", req.BookingID, req.Seats, req.FlightID, err)
+	return hs, nil
+}
+
+// errHoldRace says a booking decided in this transaction was recorded by another one first.
+var errHoldRace = errors.New("a concurrent transaction recorded the same booking; retry")
+
+func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldRequest) ([]flight.Hold, error) {
+	out := make([]flight.Hold, len(reqs))
+	var ids []string
+	for i, req := range reqs {
+		if reason := req.Check(); reason != "" {
+			// Nothing to record: the booking id may not even be a UUID, and the answer is
+			// the same however often it is asked.
+			out[i] = flight.Hold{BookingID: req.BookingID, FlightID: req.FlightID, Seats: req.Seats,
+				Status: flight.HoldRejected, Reason: reason, Detail: "seats must be 1 to 9 and ids valid"}
+			continue
+		}
+		ids = append(ids, req.BookingID)
+	}
+	if len(ids) == 0 {
+		return out, nil
+	}
+
+	// Outcomes already recorded are final, so they are read before taking any lock: a
+	// redelivered request is answered without queueing behind the flight's other bookings.
+	// One recorded after this read is caught by the insert below.
+	prev, err := holdsOf(ctx, tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var flightIDs []int64
+	for i, req := range reqs {
+		if out[i].Status == "" && !prev.has(req.BookingID) {
+			flightIDs = append(flightIDs, req.FlightID)
 		}
 	}
-	return h, nil
+	seating, err := lockSeating(ctx, tx, flightIDs)
+	if err != nil {
+		return nil, err
+	}
+
+	now := inv.now()
+	first := map[string]int{} // booking id -> index of its first request decided in this batch
+	var fresh []flight.Hold
+	for i, req := range reqs {
+		if out[i].Status != "" {
+			continue
+		}
+		if h, ok := prev[req.BookingID]; ok {
+			out[i] = previousOutcome(h)
+			continue
+		}
+		if j, ok := first[req.BookingID]; ok {
+			out[i] = out[j]
+			continue
+		}
+		h := flight.Hold{BookingID: req.BookingID, FlightID: req.FlightID, Seats: req.Seats,
+			Status: flight.HoldRejected, Reason: flight.ReasonFlightNotFound, Detail: "no such flight"}
+		if s, ok := seating[req.FlightID]; ok {
+			h = flight.Decide(req, *s, now)
+			if h.Status == flight.HoldHeld {
+				s.Available -= req.Seats // the next request in the batch sees what is left
+			}
+		}
+		out[i], first[req.BookingID] = h, i
+		fresh = append(fresh, h)
+	}
+	if len(fresh) == 0 {
+		return out, nil
+	}
+	if err := recordHolds(ctx, tx, fresh); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// previousOutcome is the answer to a hold request for a booking that already has a record.
+func previousOutcome(h flight.Hold) flight.Hold {
+	if h.Status == flight.HoldReleased {
+		h.Reason, h.Detail = flight.ReasonInvalidRequest, "the booking was released before or after this hold"
+	}
+	return h
+}
+
+// lockSeating locks the flights' rows in id order and returns what a hold decision needs of
+// each. A flight that does not exist is absent from the map.
+func lockSeating(ctx context.Context, tx pgx.Tx, flightIDs []int64) (map[int64]*flight.Seating, error) {
+	seating := map[int64]*flight.Seating{}
+	if len(flightIDs) == 0 {
+		return seating, nil
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT id, status, departure_time, available_seats, fare_amount, currency
+		FROM flights WHERE id = ANY($1) ORDER BY id FOR UPDATE`, flightIDs)
+	if err != nil {
+		return nil, fmt.Errorf("lock flights %v: %w", flightIDs, err)
+	}
+	var id int64
+	var s flight.Seating
+	_, err = pgx.ForEachRow(rows, []any{&id, &s.Status, &s.Departure, &s.Available, &s.Fare, &s.Currency}, func() error {
+		c := s
+		seating[id] = &c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock flights %v: %w", flightIDs, err)
+	}
+	return seating, nil
+}
+
+// recordHolds writes the new outcomes and takes the granted seats off their flights in one
+// statement. The flights are updated from the rows actually inserted, so the counters can
+// never disagree with the holds table, whatever a concurrent transaction did.
+func recordHolds(ctx context.Context, tx pgx.Tx, hs []flight.Hold) error {
+	n := len(hs)
+	var (
+		ids, statuses, reasons, details, currencies = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		flightIDs, prices                           = make([]int64, n), make([]int64, n)
+		seats                                       = make([]int32, n)
+	)
+	for i, h := range hs {
+		ids[i], flightIDs[i], seats[i], statuses[i] = h.BookingID, h.FlightID, int32(h.Seats), string(h.Status)
+		reasons[i], details[i], prices[i], currencies[i] = h.Reason, h.Detail, h.UnitPrice, h.Currency
+	}
+	var inserted int
+	err := tx.QueryRow(ctx, `
+		WITH new AS (
+			INSERT INTO holds (booking_id, flight_id, seats, status, reason, detail, unit_price, currency)
+			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[])
+			ON CONFLICT (booking_id) DO NOTHING
+			RETURNING flight_id, seats, status
+		), taken AS (
+			SELECT flight_id, sum(seats)::int AS seats FROM new WHERE status = 'held' GROUP BY flight_id
+		), took AS (
+			UPDATE flights f SET available_seats = f.available_seats - taken.seats, held_seats = f.held_seats + taken.seats,
+			       version = f.version + 1, updated_at = now()
+			FROM taken WHERE f.id = taken.flight_id
+		)
+		SELECT count(*) FROM new`,
+		ids, flightIDs, seats, statuses, reasons, details, prices, currencies).Scan(&inserted)
+	if err != nil {
+		return fmt.Errorf("record %d holds: %w", n, err)
+	}
+	if inserted != n {
+		return errHoldRace
+	}
+	return nil
 }
 
 // ReleaseTx gives back the seats a booking holds or bought, inside tx. A release for a
@@ -222,6 +365,22 @@ func (inv *Inventory) HoldOf(ctx context.Context, bookingID string) (flight.Hold
 	return getHold(ctx, inv.pool, bookingID)
 }
 
+// HoldsOf returns the holds recorded for the given bookings, by booking id; a booking with
+// no record is absent. Ids that are not UUIDs have no record.
+func (inv *Inventory) HoldsOf(ctx context.Context, bookingIDs []string) (map[string]flight.Hold, error) {
+	valid := bookingIDs[:0:0]
+	for _, id := range bookingIDs {
+		if _, err := uuid.Parse(id); err == nil {
+			valid = append(valid, id)
+		}
+	}
+	hs, err := holdsOf(ctx, inv.pool, valid)
+	if err != nil {
+		return nil, err
+	}
+	return hs, nil
+}
+
 // SeatCounts returns a flight's seat counts.
 func (inv *Inventory) SeatCounts(ctx context.Context, flightID int64) (flight.SeatCounts, error) {
 	var c flight.SeatCounts
@@ -231,6 +390,54 @@ func (inv *Inventory) SeatCounts(ctx context.Context, flightID int64) (flight.Se
 		return c, fmt.Errorf("seat counts of flight %d: %w", flightID, err)
 	}
 	return c, nil
+}
+
+// Audit reads a flight's counters and the seats its holds account for, from one snapshot, so
+// that reconciliation and the load tool can check the invariant with Audit.Problems. It takes
+// no lock: holds go on while it runs.
+func (inv *Inventory) Audit(ctx context.Context, flightID int64) (flight.Audit, error) {
+	a := flight.Audit{FlightID: flightID}
+	// One statement is one snapshot under READ COMMITTED: the counters and the sums
+	// cannot straddle a concurrent hold.
+	err := inv.pool.QueryRow(ctx, `
+		SELECT f.total_seats, f.available_seats, f.held_seats, f.sold_seats,
+		       coalesce(sum(h.seats) FILTER (WHERE h.status = 'held'), 0)::int,
+		       coalesce(sum(h.seats) FILTER (WHERE h.status = 'sold'), 0)::int
+		FROM flights f LEFT JOIN holds h ON h.flight_id = f.id
+		WHERE f.id = $1
+		GROUP BY f.id`, flightID).
+		Scan(&a.Counts.Total, &a.Counts.Available, &a.Counts.Held, &a.Counts.Sold, &a.Held, &a.Sold)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return a, fmt.Errorf("audit flight %d: %w", flightID, flight.ErrNotFound)
+	}
+	if err != nil {
+		return a, fmt.Errorf("audit flight %d: %w", flightID, err)
+	}
+	return a, nil
+}
+
+// holdSet is recorded holds by booking id.
+type holdSet map[string]flight.Hold
+
+func (s holdSet) has(bookingID string) bool { _, ok := s[bookingID]; return ok }
+
+func holdsOf(ctx context.Context, q querier, bookingIDs []string) (holdSet, error) {
+	hs := holdSet{}
+	if len(bookingIDs) == 0 {
+		return hs, nil
+	}
+	rows, err := q.Query(ctx, `SELECT `+holdColumns+` FROM holds WHERE booking_id = ANY($1::uuid[])`, bookingIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read holds: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, scanHold)
+	if err != nil {
+		return nil, fmt.Errorf("read holds: %w", err)
+	}
+	for _, h := range list {
+		hs[h.BookingID] = h
+	}
+	return hs, nil
 }
 
 const holdColumns = `booking_id::text, flight_id, seats, status, reason, detail, unit_price, currency, created_at, updated_at`
@@ -306,12 +513,14 @@ func setHoldStatus(ctx context.Context, tx pgx.Tx, bookingID string, s flight.Ho
 }
 
 // retryTx runs fn in a transaction and runs it again when PostgreSQL aborted it for a
-// deadlock or a serialization failure; both leave nothing behind, so a retry is safe.
+// deadlock or a serialization failure, or a batch of holds lost a race for one of its
+// bookings; each leaves nothing behind once rolled back, so a retry is safe.
 func retryTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := pgx.BeginFunc(ctx, pool, fn)
 		var pgErr *pgconn.PgError
-		if err == nil || attempt == 5 || !errors.As(err, &pgErr) || (pgErr.Code != "40001" && pgErr.Code != "40P01") {
+		retry := errors.Is(err, errHoldRace) || (errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01"))
+		if err == nil || attempt == 5 || !retry {
 			return err
 		}
 		select {
