@@ -14,10 +14,17 @@ import (
 	"github.com/flightbook/flightbook/validation"
 )
 
-// Errors the catalogue returns; the api package maps each to its HTTP status.
+// Errors the catalogue returns, wrapped with what they are about; the api package maps each
+// to its HTTP status.
 var (
+	// ErrNotFound means no city, airport, airplane or flight has the id asked for.
 	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict") // duplicate key, or still referenced
+	// ErrConflict means the change contradicts what is stored: a duplicate key, or a change
+	// to a cancelled flight.
+	ErrConflict = errors.New("conflict")
+	// ErrInUse means a delete was refused because other records still refer to the target;
+	// it is a kind of ErrConflict.
+	ErrInUse = fmt.Errorf("in use: %w", ErrConflict)
 )
 
 // Flight statuses.

@@ -64,6 +64,8 @@ func fail(c *gin.Context, err error) {
 	switch {
 	case errors.Is(err, flight.ErrNotFound):
 		web.AbortStatus(c, http.StatusNotFound, "not_found", trimSentinel(err, flight.ErrNotFound))
+	case errors.Is(err, flight.ErrInUse):
+		web.AbortStatus(c, http.StatusConflict, "in_use", trimSentinel(err, flight.ErrInUse))
 	case errors.Is(err, flight.ErrConflict):
 		web.AbortStatus(c, http.StatusConflict, "conflict", trimSentinel(err, flight.ErrConflict))
 	default:
@@ -72,6 +74,8 @@ func fail(c *gin.Context, err error) {
 }
 
 // trimSentinel drops the ": not found" a wrapped sentinel appends; the code says it already.
+// What is left is the context the store wrapped it in, e.g. "airport DEL is used by 3
+// flights; delete or change those first".
 func trimSentinel(err, sentinel error) string {
 	return strings.TrimSuffix(err.Error(), ": "+sentinel.Error())
 }

@@ -138,7 +138,7 @@ func TestCatalogLifecycle(t *testing.T) {
 	}
 	var p problem
 	c.want(409, c.do("DELETE", "/api/v1/cities/1", c.admin, nil, &p), "delete city with airports")
-	if p.Detail != "city 1 is used by 3 airports; delete or change those first" {
+	if p.Code != "in_use" || p.Detail != "city 1 is used by 3 airports; delete or change those first" {
 		t.Errorf("409 detail: %q", p.Detail)
 	}
 	c.want(409, c.do("POST", "/api/v1/airports", c.admin, map[string]any{"code": "DEL", "name": "again", "city_id": 1}, nil), "duplicate airport")
@@ -151,8 +151,16 @@ func TestCatalogLifecycle(t *testing.T) {
 	if f.Total != 180 || f.Available != 180 || f.Status != flight.StatusScheduled || !f.DepartureTime.Equal(dep) {
 		t.Fatalf("new flight: %+v", f)
 	}
-	c.want(409, c.do("DELETE", "/api/v1/airports/BOM", c.admin, nil, nil), "delete airport used by a flight")
-	c.want(409, c.do("DELETE", "/api/v1/airplanes/"+fmt.Sprint(plane), c.admin, nil, nil), "delete airplane used by a flight")
+	for path, detail := range map[string]string{
+		"/api/v1/airports/BOM":                   "airport BOM is used by 1 flight; delete or change those first",
+		"/api/v1/airplanes/" + fmt.Sprint(plane): fmt.Sprintf("airplane %d is used by 1 flight; delete or change those first", plane),
+	} {
+		var p problem
+		c.want(409, c.do("DELETE", path, c.admin, nil, &p), "delete "+path+" used by a flight")
+		if p.Code != "in_use" || p.Detail != detail {
+			t.Errorf("DELETE %s: code %q detail %q, want in_use %q", path, p.Code, p.Detail, detail)
+		}
+	}
 	c.want(422, c.do("PUT", "/api/v1/airplanes/"+fmt.Sprint(plane), c.admin, map[string]any{"model": "A319", "capacity": 100}, nil), "shrink airplane below a flight")
 
 	later := dep.Add(time.Hour)

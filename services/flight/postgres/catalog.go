@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,15 +26,20 @@ func NewCatalog(pool *pgxpool.Pool) *Catalog { return &Catalog{pool: pool} }
 func (c *Catalog) Ping(ctx context.Context) error { return c.pool.Ping(ctx) }
 
 // notFound wraps flight.ErrNotFound with what was looked for.
-func notFound(what string, id any) error { return fmt.Errorf("%s %v: %w", what, id, flight.ErrNotFound) }
+func notFound(what string, id any) error {
+	return fmt.Errorf("%s %v: %w", what, id, flight.ErrNotFound)
+}
 
 // inUse explains a foreign-key refusal to delete: which rows still point at the target.
 func (c *Catalog) inUse(ctx context.Context, what string, id any, countSQL, by string) error {
 	var n int
 	if err := c.pool.QueryRow(ctx, countSQL, id).Scan(&n); err != nil {
-		return fmt.Errorf("%s %v is still in use: %w", what, id, flight.ErrConflict)
+		return fmt.Errorf("%s %v is still in use: %w", what, id, flight.ErrInUse)
 	}
-	return fmt.Errorf("%s %v is used by %d %s; delete or change those first: %w", what, id, n, by, flight.ErrConflict)
+	if n == 1 {
+		by = strings.TrimSuffix(by, "s")
+	}
+	return fmt.Errorf("%s %v is used by %d %s; delete or change those first: %w", what, id, n, by, flight.ErrInUse)
 }
 
 // ---- cities
@@ -239,7 +243,7 @@ func (c *Catalog) Airplanes(ctx context.Context) ([]flight.Airplane, error) {
 // flight that uses it is refused, since those seats may already be sold.
 func (c *Catalog) UpdateAirplane(ctx context.Context, in flight.Airplane) (flight.Airplane, error) {
 	var out flight.Airplane
-	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+	err := InTx(ctx, c.pool, func(tx pgx.Tx) error {
 		var biggest int
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(total_seats), 0) FROM flights WHERE airplane_id = $1`, in.ID).Scan(&biggest); err != nil {
 			return fmt.Errorf("airplane %d flights: %w", in.ID, err)
@@ -343,7 +347,7 @@ func (c *Catalog) Flight(ctx context.Context, id int64) (flight.Flight, error) {
 // a schedule change and a hold never interleave.
 func (c *Catalog) Reschedule(ctx context.Context, id int64, s flight.Schedule) (flight.Flight, error) {
 	var out flight.Flight
-	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+	err := InTx(ctx, c.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+flightColumns+` FROM flights WHERE id = $1 FOR UPDATE`, id)
 		f, err := oneFlight(rows, err, id)
 		if err != nil {
@@ -369,114 +373,4 @@ func (c *Catalog) Cancel(ctx context.Context, id int64) (flight.Flight, error) {
 	rows, err := c.pool.Query(ctx, `UPDATE flights SET status = 'cancelled', version = version + 1, updated_at = now()
 		WHERE id = $1 RETURNING `+flightColumns, id)
 	return oneFlight(rows, err, id)
-}
-
-// Search returns one page of scheduled, future flights matching s, and the cursor of the next
-// page ("" on the last page). Order is s.Sort then id, so pages never overlap or skip.
-func (c *Catalog) Search(ctx context.Context, s flight.Search, now time.Time) ([]flight.Flight, string, error) {
-	where := []string{"status = 'scheduled'", "departure_time > $1", "available_seats >= $2"}
-	args := []any{now, s.Travellers}
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
-	if s.From != "" {
-		where = append(where, "departure_airport = "+arg(s.From))
-	}
-	if s.To != "" {
-		where = append(where, "arrival_airport = "+arg(s.To))
-	}
-	if !s.Date.IsZero() {
-		where = append(where, "departure_time >= "+arg(s.Date), "departure_time < "+arg(s.Date.AddDate(0, 0, 1)))
-	}
-	if s.MinPrice > 0 {
-		where = append(where, "fare_amount >= "+arg(s.MinPrice))
-	}
-	if s.MaxPrice > 0 {
-		where = append(where, "fare_amount <= "+arg(s.MaxPrice))
-	}
-	order := make([]string, 0, len(s.Sort)+1)
-	for _, k := range s.Sort {
-		dir := "ASC"
-		if k.Desc {
-			dir = "DESC"
-		}
-		order = append(order, sortColumn(k.Field)+" "+dir)
-	}
-	order = append(order, "id ASC")
-	if s.After != nil {
-		where = append(where, keyset(s, arg))
-	}
-	rows, err := c.pool.Query(ctx, `SELECT `+flightColumns+` FROM flights WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY `+strings.Join(order, ", ")+` LIMIT `+arg(s.Limit+1), args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("search flights: %w", err)
-	}
-	fs, err := pgx.CollectRows(rows, scanFlight)
-	if err != nil {
-		return nil, "", fmt.Errorf("search flights: %w", err)
-	}
-	if len(fs) <= s.Limit {
-		return fs, "", nil
-	}
-	fs = fs[:s.Limit]
-	last := fs[len(fs)-1]
-	cur := flight.Cursor{Sort: s.SortString(), ID: last.ID}
-	for _, k := range s.Sort {
-		cur.Values = append(cur.Values, sortValue(last, k.Field))
-	}
-	return fs, cur.Encode(), nil
-}
-
-func sortColumn(field string) string {
-	switch field {
-	case "price":
-		return "fare_amount"
-	case "arrival_time":
-		return "arrival_time"
-	default:
-		return "departure_time"
-	}
-}
-
-func sortValue(f flight.Flight, field string) int64 {
-	switch field {
-	case "price":
-		return f.FareAmount
-	case "arrival_time":
-		return f.ArrivalTime.UnixMicro()
-	default:
-		return f.DepartureTime.UnixMicro()
-	}
-}
-
-// keyset builds "after the cursor" for a mixed-direction order:
-// (k1 > v1) OR (k1 = v1 AND k2 < v2) OR ... OR (all equal AND id > last id).
-func keyset(s flight.Search, arg func(any) string) string {
-	vals := make([]string, len(s.Sort))
-	for i, k := range s.Sort {
-		if k.Field == "price" {
-			vals[i] = arg(s.After.Values[i])
-		} else {
-			vals[i] = arg(time.UnixMicro(s.After.Values[i]).UTC())
-		}
-	}
-	var ors []string
-	for i := 0; i <= len(s.Sort); i++ {
-		var ands []string
-		for j := 0; j < i; j++ {
-			ands = append(ands, sortColumn(s.Sort[j].Field)+" = "+vals[j])
-		}
-		if i == len(s.Sort) {
-			ands = append(ands, "id > "+arg(s.After.ID))
-		} else {
-			op := ">"
-			if s.Sort[i].Desc {
-				op = "<"
-			}
-			ands = append(ands, sortColumn(s.Sort[i].Field)+" "+op+" "+vals[i])
-		}
-		ors = append(ors, "("+strings.Join(ands, " AND ")+")")
-	}
-	return "(" + strings.Join(ors, " OR ") + ")"
 }

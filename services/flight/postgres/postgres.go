@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -84,6 +85,30 @@ func createDatabase(ctx context.Context, dsn, name string) error {
 		return fmt.Errorf("postgres: create database %s: %w", name, err)
 	}
 	return nil
+}
+
+// InTx runs fn in a transaction on pool, committing when fn returns nil and rolling back
+// otherwise. When PostgreSQL aborts the transaction for a serialization failure (40001) or a
+// deadlock (40P01) it runs fn again, up to five times with a short growing pause: such an
+// abort has undone everything fn did, so the retry is safe as long as fn does nothing
+// outside the transaction. Catalogue writes, and later the saga's handlers and the outbox,
+// use it so that commit, rollback and retry live in one place.
+func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginFunc(ctx, pool, fn)
+		if err == nil {
+			return nil
+		}
+		if code := pgCode(err); attempt == attempts || (code != "40001" && code != "40P01") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (retrying after: %w)", ctx.Err(), err)
+		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		}
+	}
 }
 
 // pgCode returns the SQLSTATE of err, or "".
