@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -74,5 +75,46 @@ func BenchmarkRowUpdate(b *testing.B) {
 	testenv.Fatal(b, "seat counts", err)
 	if c.Held != b.N {
 		b.Fatalf("%d updates committed, %d counted", b.N, c.Held)
+	}
+}
+
+// BenchmarkHoldBatch is group commit: each client hands over its queued holds for the hot
+// flight together, and HoldBatch decides them under one lock of the row and one commit.
+// Every hold is still its own booking, recorded and idempotent on its own.
+func BenchmarkHoldBatch(b *testing.B) {
+	for _, size := range []int{10, 50} {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			inv, f := hotFlight(b)
+			b.SetParallelism(benchClients)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				queue := make([]flight.HoldRequest, 0, size)
+				flush := func() bool {
+					hs, err := inv.HoldBatch(context.Background(), queue)
+					for _, h := range hs {
+						if !h.Held() {
+							err = fmt.Errorf("not held: %+v", h)
+						}
+					}
+					if err != nil {
+						b.Errorf("hold batch: %v", err)
+						return false
+					}
+					queue = queue[:0]
+					return true
+				}
+				for pb.Next() {
+					queue = append(queue, flight.HoldRequest{BookingID: uuid.NewString(), FlightID: f, Seats: 1})
+					if len(queue) == size && !flush() {
+						return
+					}
+				}
+				if len(queue) > 0 {
+					flush()
+				}
+			})
+			reportRate(b, b.N, start, "holds/s")
+		})
 	}
 }
