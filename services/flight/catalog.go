@@ -141,10 +141,7 @@ type Flight struct {
 	UpdatedAt        time.Time `json:"updated_at"`
 }
 
-var (
-	flightNumber = regexp.MustCompile(`^[A-Z0-9]{2,3}[0-9]{1,4}[A-Z]?$`)
-	currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
-)
+var flightNumber = regexp.MustCompile(`^[A-Z0-9]{2,3}[0-9]{1,4}[A-Z]?$`)
 
 // NewFlight is what an admin sends to schedule a flight. Seats defaults to the airplane's
 // capacity.
@@ -174,7 +171,7 @@ func (f NewFlight) Validate(capacity int) error {
 	}
 	checkSchedule(&v, f.DepartureTime, f.ArrivalTime)
 	v.Check(f.FareAmount > 0, "fare_amount", "must be a positive amount in minor units")
-	v.Check(currencyCode.MatchString(f.Currency), "currency", "must be an ISO 4217 code such as INR or EUR")
+	v.Check(ValidCurrency(f.Currency), "currency", "must be an ISO 4217 code such as INR or EUR")
 	v.Check(len(f.BoardingGate) <= 10, "boarding_gate", "must be at most 10 characters")
 	if f.Seats != nil {
 		switch {
