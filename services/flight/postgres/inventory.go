@@ -15,8 +15,14 @@ import (
 )
 
 // Inventory holds, releases and confirms seats. Every operation locks the flight row
-// (SELECT ... FOR UPDATE) before it reads or writes the booking's hold, in that order, so two
-// operations on one flight never interleave and never deadlock on each other.
+// (SELECT ... FOR UPDATE) before it writes or locks the booking's hold, in that order, so two
+// operations on one flight never interleave and never deadlock on each other. A hold reads
+// the booking's recorded outcome before taking the lock, without locking it: an outcome, once
+// recorded, is the answer, and the insert under the lock catches one recorded in between.
+//
+// Each operation comes in two forms: Hold opens, commits and retries its own transaction;
+// HoldTx runs inside the caller's, so that a message handler records its inbox entry, the
+// change of seats and its reply in the outbox atomically.
 type Inventory struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
@@ -280,7 +286,9 @@ func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string
 			return flight.Hold{}, fmt.Errorf("release %s: tombstone: %w", bookingID, err)
 		}
 		if !inserted {
-			return flight.Hold{}, fmt.Errorf("release %s: hold appeared concurrently; retry", bookingID)
+			// The booking's hold was recorded meanwhile on another flight than the one
+			// named; rolled back and retried, this release finds it and gives its seats back.
+			return flight.Hold{}, fmt.Errorf("release %s: %w", bookingID, errHoldRace)
 		}
 		return tomb, nil
 	}
