@@ -322,6 +322,61 @@ func audit(t *testing.T, inv *postgres.Inventory, flightID int64) flight.SeatCou
 	return a.Counts
 }
 
+// TestConfirmRacesRelease delivers, for each of 50 held bookings, a confirm and two copies of
+// a release at once: whichever order the row lock gives them, the seats come back exactly
+// once and a confirm that finds the hold gone says so.
+func TestConfirmRacesRelease(t *testing.T) {
+	t.Parallel()
+	pool := newInventoryTestDB(t)
+	inv := postgres.NewInventory(pool)
+	ctx := context.Background()
+	f := seedFlight(t, pool, 100, time.Now().Add(48*time.Hour), "scheduled")
+	ids := make([]string, 50)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		if h, err := inv.Hold(ctx, flight.HoldRequest{BookingID: ids[i], FlightID: f, Seats: 2}); err != nil || !h.Held() {
+			t.Fatalf("hold: %+v %v", h, err)
+		}
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	var confirmed, refused sync.Map
+	for _, id := range ids {
+		wg.Go(func() {
+			<-start
+			_, err := inv.Confirm(ctx, id)
+			switch {
+			case err == nil:
+				confirmed.Store(id, true)
+			case errors.Is(err, flight.ErrHoldNotFound):
+				refused.Store(id, true)
+			default:
+				t.Error(err)
+			}
+		})
+		for range 2 {
+			wg.Go(func() {
+				<-start
+				if h, err := inv.Release(ctx, id, f); err != nil || h.Status != flight.HoldReleased || h.Seats != 2 {
+					t.Errorf("release %s: %+v %v", id, h, err)
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	if c := audit(t, inv, f); c.Available != 100 || c.Held != 0 || c.Sold != 0 {
+		t.Errorf("after every booking was released: %+v", c)
+	}
+	var nc, nr int
+	confirmed.Range(func(any, any) bool { nc++; return true })
+	refused.Range(func(any, any) bool { nr++; return true })
+	if nc+nr != len(ids) {
+		t.Errorf("%d confirmed + %d refused != %d bookings", nc, nr, len(ids))
+	}
+	t.Logf("confirmed before release %d, refused after release %d", nc, nr)
+}
+
 // TestNoOversell is the test the seed failed: 500 concurrent one-seat holds on a 100-seat
 // flight, with duplicate deliveries and releases mixed in, one hold per transaction and in
 // batches of ten.
