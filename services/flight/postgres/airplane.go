@@ -73,10 +73,19 @@ func (c *Catalog) Airplanes(ctx context.Context) ([]flight.Airplane, error) {
 }
 
 // UpdateAirplane replaces an airplane's model and layout. Shrinking it below the seats of a
-// flight that uses it is refused, since those seats may already be sold.
+// flight that uses it is refused, since those seats may already be sold. It locks the
+// airplane before it looks at the flights, so a CreateFlight on this airplane (which reads
+// it FOR SHARE) cannot slip in between the check and the update.
 func (c *Catalog) UpdateAirplane(ctx context.Context, in flight.Airplane) (flight.Airplane, error) {
 	var out flight.Airplane
 	err := InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM airplanes WHERE id = $1 FOR UPDATE`, in.ID).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("airplane", in.ID)
+		} else if err != nil {
+			return fmt.Errorf("airplane %d: %w", in.ID, err)
+		}
 		var biggest int
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(total_seats), 0) FROM flights WHERE airplane_id = $1`, in.ID).Scan(&biggest); err != nil {
 			return fmt.Errorf("airplane %d flights: %w", in.ID, err)

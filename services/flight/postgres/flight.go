@@ -27,10 +27,10 @@ func oneFlight(rows pgx.Rows, err error, id any) (flight.Flight, error) {
 		return flight.Flight{}, fmt.Errorf("flight %v: %w", id, err)
 	}
 	f, err := pgx.CollectExactlyOneRow(rows, scanFlight)
-	if errors.Is(err, pgx.ErrNoRows) {
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
 		return f, notFound("flight", id)
-	}
-	if err != nil {
+	case err != nil:
 		return f, fmt.Errorf("flight %v: %w", id, err)
 	}
 	return f, nil
@@ -38,48 +38,60 @@ func oneFlight(rows pgx.Rows, err error, id any) (flight.Flight, error) {
 
 // CreateFlight schedules a flight. The airplane and airports must exist, and the seats fit
 // the airplane; every problem is reported together, by field.
+//
+// It reads the airplane FOR SHARE in the transaction that inserts the flight, so an
+// UpdateAirplane shrinking the capacity (which locks the row for update, then checks the
+// flights) either waits for this flight and sees it, or commits first and this reads the new
+// capacity: a flight never ends up with more seats than its airplane. The airports are read
+// FOR KEY SHARE, as the foreign key would, so one deleted meanwhile is a field error here,
+// not a constraint violation at the insert.
 func (c *Catalog) CreateFlight(ctx context.Context, in flight.NewFlight) (flight.Flight, error) {
-	var v validation.Errors
-	capacity := 0
-	if in.AirplaneID > 0 {
-		err := c.pool.QueryRow(ctx, `SELECT capacity FROM airplanes WHERE id = $1`, in.AirplaneID).Scan(&capacity)
-		if errors.Is(err, pgx.ErrNoRows) {
-			v.Add("airplane_id", fmt.Sprintf("no airplane with id %d", in.AirplaneID))
-		} else if err != nil {
-			return flight.Flight{}, fmt.Errorf("create flight: airplane: %w", err)
+	var out flight.Flight
+	err := InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		var v validation.Errors
+		capacity := 0
+		if in.AirplaneID > 0 {
+			err := tx.QueryRow(ctx, `SELECT capacity FROM airplanes WHERE id = $1 FOR SHARE`, in.AirplaneID).Scan(&capacity)
+			if errors.Is(err, pgx.ErrNoRows) {
+				v.Add("airplane_id", fmt.Sprintf("no airplane with id %d", in.AirplaneID))
+			} else if err != nil {
+				return fmt.Errorf("create flight: airplane: %w", err)
+			}
 		}
-	}
-	for _, ap := range []struct{ code, field string }{{in.DepartureAirport, "departure_airport"}, {in.ArrivalAirport, "arrival_airport"}} {
-		if ap.code == "" {
-			continue
+		for _, ap := range []struct{ code, field string }{{in.DepartureAirport, "departure_airport"}, {in.ArrivalAirport, "arrival_airport"}} {
+			if ap.code == "" {
+				continue
+			}
+			var one int
+			err := tx.QueryRow(ctx, `SELECT 1 FROM airports WHERE code = $1 FOR KEY SHARE`, ap.code).Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				v.Add(ap.field, fmt.Sprintf("no airport with code %s", ap.code))
+			} else if err != nil {
+				return fmt.Errorf("create flight: airport: %w", err)
+			}
 		}
-		var one int
-		err := c.pool.QueryRow(ctx, `SELECT 1 FROM airports WHERE code = $1`, ap.code).Scan(&one)
-		if errors.Is(err, pgx.ErrNoRows) {
-			v.Add(ap.field, fmt.Sprintf("no airport with code %s", ap.code))
-		} else if err != nil {
-			return flight.Flight{}, fmt.Errorf("create flight: airport: %w", err)
+		if err := in.Validate(capacity); err != nil {
+			fe, _ := validation.As(err)
+			v = append(fe, v...)
 		}
-	}
-	if err := in.Validate(capacity); err != nil {
-		fe, _ := validation.As(err)
-		v = append(fe, v...)
-	}
-	if err := v.Err(); err != nil {
-		return flight.Flight{}, err
-	}
-	seats := capacity
-	if in.Seats != nil {
-		seats = *in.Seats
-	}
-	rows, err := c.pool.Query(ctx, `
-		INSERT INTO flights (flight_number, airplane_id, departure_airport, arrival_airport, departure_time, arrival_time,
-		                     fare_amount, currency, boarding_gate, total_seats, available_seats)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-		RETURNING `+flightColumns,
-		in.FlightNumber, in.AirplaneID, in.DepartureAirport, in.ArrivalAirport, in.DepartureTime.UTC(), in.ArrivalTime.UTC(),
-		in.FareAmount, in.Currency, in.BoardingGate, seats)
-	return oneFlight(rows, err, in.FlightNumber)
+		if err := v.Err(); err != nil {
+			return err
+		}
+		seats := capacity
+		if in.Seats != nil {
+			seats = *in.Seats
+		}
+		rows, err := tx.Query(ctx, `
+			INSERT INTO flights (flight_number, airplane_id, departure_airport, arrival_airport, departure_time, arrival_time,
+			                     fare_amount, currency, boarding_gate, total_seats, available_seats)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+			RETURNING `+flightColumns,
+			in.FlightNumber, in.AirplaneID, in.DepartureAirport, in.ArrivalAirport, in.DepartureTime.UTC(), in.ArrivalTime.UTC(),
+			in.FareAmount, in.Currency, in.BoardingGate, seats)
+		out, err = oneFlight(rows, err, in.FlightNumber)
+		return err
+	})
+	return out, err
 }
 
 // Flight returns one flight with its seat counts.

@@ -72,6 +72,8 @@ func TestSearchPlan100k(t *testing.T) {
 		{"route by departure", "from=DEL&to=BOM&travellers=4&limit=20"},
 		{"seed parameters", "trips=DEL-BOM&price=200000-300000&sort=price_ASC,departureTime_DESC&limit=20"},
 		{"one day, every route", "date=" + day.Format(time.DateOnly) + "&limit=20"},
+		{"cheapest anywhere", "sort=price&limit=20"},
+		{"cheapest from one airport", "from=DEL&sort=price&limit=20"},
 	}
 	cat := NewCatalog(pool)
 	for _, tc := range searches {
