@@ -106,6 +106,8 @@ func TestParseSearch(t *testing.T) {
 		{"min_price=5000&max_price=1000", "departure_time", "", 5000, 1000, []string{"max_price"}},
 		{"date=2026-13-01&tripDate=x&travellers=10&limit=0&from=DE1", "departure_time", "", 0, 0, []string{"from", "date", "tripDate", "travellers", "limit"}},
 		{"cursor=garbage", "departure_time", "", 0, 0, []string{"cursor"}},
+		{"trips=DELBOM", "", "", 0, 0, []string{"trips"}},
+		{"trips=DE-BOM&price=cheap", "", "", 0, 0, []string{"trips", "price"}},
 	} {
 		q, _ := url.ParseQuery(tc.query)
 		s, err := flight.ParseSearch(q)

@@ -76,18 +76,19 @@ func ParseSearch(q url.Values) (Search, error) {
 	s := Search{Travellers: 1, Limit: DefaultSearchLimit}
 
 	s.From, s.To = strings.ToUpper(q.Get("from")), strings.ToUpper(q.Get("to"))
-	if trips := q.Get("trips"); trips != "" {
-		from, to, ok := strings.Cut(strings.ToUpper(trips), "-")
-		if !ok {
-			v.Add("trips", "must be FROM-TO, e.g. DEL-BOM")
-		}
-		s.From, s.To = from, to
-	}
 	if s.From != "" && !iataCode.MatchString(s.From) {
 		v.Add("from", "must be a 3-letter IATA code")
 	}
 	if s.To != "" && !iataCode.MatchString(s.To) {
 		v.Add("to", "must be a 3-letter IATA code")
+	}
+	if trips := q.Get("trips"); trips != "" {
+		// The seed's form of from and to; errors name the parameter the client sent.
+		from, to, ok := strings.Cut(strings.ToUpper(trips), "-")
+		if !ok || !iataCode.MatchString(from) || !iataCode.MatchString(to) {
+			v.Add("trips", "must be FROM-TO with 3-letter IATA codes, e.g. DEL-BOM")
+		}
+		s.From, s.To = from, to
 	}
 
 	for _, name := range []string{"date", "tripDate"} {
