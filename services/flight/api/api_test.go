@@ -349,5 +349,15 @@ func TestSearch(t *testing.T) {
 	if !slices.Equal(p.fields(), []string{"date", "from", "limit", "sort", "travellers"}) {
 		t.Fatalf("bad search fields: %v", p.fields())
 	}
+	p = problem{}
+	c.want(422, c.do("GET", "/api/v1/flights?trips=DELBOM&price=cheap&tripDate=soon&sort=price_UP", "", nil, &p), "bad seed search")
+	if !slices.Equal(p.fields(), []string{"price", "sort", "tripDate", "trips"}) {
+		t.Fatalf("bad seed search fields: %v", p.fields())
+	}
 	c.want(422, c.do("GET", "/api/v1/flights?sort=price&cursor=garbage", "", nil, nil), "bad cursor")
+	p = problem{}
+	c.want(422, c.do("PUT", "/api/v1/airports/DEL", c.admin, map[string]any{"name": "Delhi", "city_id": 999}, &p), "airport in an unknown city")
+	if !slices.Equal(p.fields(), []string{"city_id"}) {
+		t.Fatalf("unknown city fields: %v", p.fields())
+	}
 }
