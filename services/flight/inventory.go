@@ -70,7 +70,7 @@ func (h Hold) Held() bool { return h.Status == HoldHeld || h.Status == HoldSold 
 
 // Seating is the part of a flight a hold decision needs, read under the flight's row lock.
 type Seating struct {
-	Status    string // scheduled or cancelled
+	Status    string // StatusScheduled or StatusCancelled
 	Departure time.Time
 	Available int
 	Fare      int64
@@ -82,7 +82,7 @@ type Seating struct {
 func Decide(req HoldRequest, s Seating, now time.Time) Hold {
 	h := Hold{BookingID: req.BookingID, FlightID: req.FlightID, Seats: req.Seats}
 	switch {
-	case s.Status != "scheduled":
+	case s.Status != StatusScheduled:
 		h.Status, h.Reason, h.Detail = HoldRejected, ReasonFlightClosed, "flight is "+s.Status
 	case !s.Departure.After(now):
 		h.Status, h.Reason, h.Detail = HoldRejected, ReasonFlightClosed, "flight has departed"
