@@ -16,7 +16,6 @@ import (
 
 	"github.com/flightbook/flightbook/auth"
 	"github.com/flightbook/flightbook/config"
-	"github.com/flightbook/flightbook/events"
 	"github.com/flightbook/flightbook/services/flight"
 	"github.com/flightbook/flightbook/services/flight/postgres"
 )
@@ -59,7 +58,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("dev: flight service listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveFlight(gctx, cfg, ln, log.With("service", events.ServiceFlight)) })
+	g.Go(func() error { return serveFlight(gctx, cfg, ln, log) })
 	g.Go(func() error { return seedDemo(gctx, cfg, ln.Addr().String(), stdout, log) })
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err

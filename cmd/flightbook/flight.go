@@ -54,7 +54,6 @@ func runFlight(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	log = log.With("service", events.ServiceFlight)
 	return serveFlight(ctx, cfg, nil, log)
 }
 
@@ -81,8 +80,10 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 		return err
 	}
 
-	relay := outbox.NewPostgresRelay(pool, js, cfg.Outbox, log)
+	// The router adds the service to its own log lines; everything else gets it here.
 	router, err := consumer.New(nc, js, events.ServiceFlight, cfg.NATS.Namespace, cfg.Consumer, log)
+	log = log.With("service", events.ServiceFlight)
+	relay := outbox.NewPostgresRelay(pool, js, cfg.Outbox, log)
 	if err != nil {
 		return err
 	}
