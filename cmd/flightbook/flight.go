@@ -82,11 +82,11 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 
 	// The router adds the service to its own log lines; everything else gets it here.
 	router, err := consumer.New(nc, js, events.ServiceFlight, cfg.NATS.Namespace, cfg.Consumer, log)
-	log = log.With("service", events.ServiceFlight)
-	relay := outbox.NewPostgresRelay(pool, js, cfg.Outbox, log)
 	if err != nil {
 		return err
 	}
+	log = log.With("service", events.ServiceFlight)
+	relay := outbox.NewPostgresRelay(pool, js, cfg.Outbox, log)
 	inv := postgres.NewInventory(pool)
 	messaging.New(pool, inv, topo, relay.Notify, log).Register(router)
 
