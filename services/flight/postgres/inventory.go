@@ -36,7 +36,7 @@ func NewInventory(pool *pgxpool.Pool) *Inventory {
 // Hold holds seats for a booking in its own transaction. See HoldTx.
 func (inv *Inventory) Hold(ctx context.Context, req flight.HoldRequest) (flight.Hold, error) {
 	var h flight.Hold
-	err := retryTx(ctx, inv.pool, func(tx pgx.Tx) (err error) {
+	err := InTx(ctx, inv.pool, func(tx pgx.Tx) (err error) {
 		h, err = inv.HoldTx(ctx, tx, req)
 		return err
 	})
@@ -46,7 +46,7 @@ func (inv *Inventory) Hold(ctx context.Context, req flight.HoldRequest) (flight.
 // Release gives a booking's seats back in its own transaction. See ReleaseTx.
 func (inv *Inventory) Release(ctx context.Context, bookingID string, flightID int64) (flight.Hold, error) {
 	var h flight.Hold
-	err := retryTx(ctx, inv.pool, func(tx pgx.Tx) (err error) {
+	err := InTx(ctx, inv.pool, func(tx pgx.Tx) (err error) {
 		h, err = inv.ReleaseTx(ctx, tx, bookingID, flightID)
 		return err
 	})
@@ -56,7 +56,7 @@ func (inv *Inventory) Release(ctx context.Context, bookingID string, flightID in
 // Confirm turns a booking's held seats into sold seats in its own transaction. See ConfirmTx.
 func (inv *Inventory) Confirm(ctx context.Context, bookingID string) (flight.Hold, error) {
 	var h flight.Hold
-	err := retryTx(ctx, inv.pool, func(tx pgx.Tx) (err error) {
+	err := InTx(ctx, inv.pool, func(tx pgx.Tx) (err error) {
 		h, err = inv.ConfirmTx(ctx, tx, bookingID)
 		return err
 	})
@@ -90,7 +90,7 @@ func (inv *Inventory) HoldTx(ctx context.Context, tx pgx.Tx, req flight.HoldRequ
 // HoldBatch holds seats for several bookings in one transaction. See HoldBatchTx.
 func (inv *Inventory) HoldBatch(ctx context.Context, reqs []flight.HoldRequest) ([]flight.Hold, error) {
 	var hs []flight.Hold
-	err := retryTx(ctx, inv.pool, func(tx pgx.Tx) (err error) {
+	err := InTx(ctx, inv.pool, func(tx pgx.Tx) (err error) {
 		hs, err = inv.HoldBatchTx(ctx, tx, reqs)
 		return err
 	})
@@ -106,7 +106,7 @@ func (inv *Inventory) HoldBatch(ctx context.Context, reqs []flight.HoldRequest) 
 //
 // If another transaction records one of the bookings while this one decides (possible only
 // for the same booking on another flight, or on an unknown flight), the batch fails with a
-// retryable error and must be rolled back; HoldBatch retries it.
+// serialization failure (SQLSTATE 40001) and must be rolled back; HoldBatch retries it.
 func (inv *Inventory) HoldBatchTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldRequest) ([]flight.Hold, error) {
 	hs, err := inv.holdTx(ctx, tx, reqs)
 	if err != nil {
@@ -116,7 +116,12 @@ func (inv *Inventory) HoldBatchTx(ctx context.Context, tx pgx.Tx, reqs []flight.
 }
 
 // errHoldRace says a booking decided in this transaction was recorded by another one first.
-var errHoldRace = errors.New("a concurrent transaction recorded the same booking; retry")
+// It carries SQLSTATE 40001 because it is a serialization failure in all but name: the
+// transaction decided on a state a concurrent one changed, and rolled back and run again it
+// decides right. Every retry loop that knows PostgreSQL (InTx, the message handlers') then
+// retries it without being told about it.
+var errHoldRace = &pgconn.PgError{Severity: "ERROR", Code: "40001",
+	Message: "a concurrent transaction recorded the same booking; retry"}
 
 func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldRequest) ([]flight.Hold, error) {
 	out := make([]flight.Hold, len(reqs))
@@ -518,23 +523,4 @@ func setHoldStatus(ctx context.Context, tx pgx.Tx, bookingID string, s flight.Ho
 		return fmt.Errorf("set hold %s: %w", s, err)
 	}
 	return nil
-}
-
-// retryTx runs fn in a transaction and runs it again when PostgreSQL aborted it for a
-// deadlock or a serialization failure, or a batch of holds lost a race for one of its
-// bookings; each leaves nothing behind once rolled back, so a retry is safe.
-func retryTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := pgx.BeginFunc(ctx, pool, fn)
-		var pgErr *pgconn.PgError
-		retry := errors.Is(err, errHoldRace) || (errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01"))
-		if err == nil || attempt == 5 || !retry {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
-		}
-	}
 }

@@ -322,6 +322,72 @@ func audit(t *testing.T, inv *postgres.Inventory, flightID int64) flight.SeatCou
 	return a.Counts
 }
 
+// TestHoldLosesRaceForBooking makes another transaction record a booking while a hold for
+// it waits on the insert (the same booking on an unknown flight, so no flight lock keeps them
+// apart): the single hold answers with the recorded outcome, and the batch is retried and
+// then answers the same, with the rest of the batch granted and counted once.
+func TestHoldLosesRaceForBooking(t *testing.T) {
+	t.Parallel()
+	pool := newInventoryTestDB(t)
+	inv := postgres.NewInventory(pool)
+	ctx := context.Background()
+	f := seedFlight(t, pool, 10, time.Now().Add(48*time.Hour), "scheduled")
+
+	for _, batch := range []bool{false, true} {
+		x, y := uuid.NewString(), uuid.NewString()
+		first, err := pool.Begin(ctx)
+		testenv.Fatal(t, "begin", err)
+		h, err := inv.HoldTx(ctx, first, flight.HoldRequest{BookingID: x, FlightID: 999999, Seats: 1})
+		if err != nil || h.Reason != flight.ReasonFlightNotFound {
+			t.Fatalf("first hold: %+v %v", h, err)
+		}
+		type result struct {
+			hs  []flight.Hold
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			if batch {
+				hs, err := inv.HoldBatch(ctx, []flight.HoldRequest{{BookingID: y, FlightID: f, Seats: 2}, {BookingID: x, FlightID: f, Seats: 1}})
+				done <- result{hs, err}
+				return
+			}
+			h, err := inv.Hold(ctx, flight.HoldRequest{BookingID: x, FlightID: f, Seats: 1})
+			done <- result{[]flight.Hold{h}, err}
+		}()
+		// Let the second transaction reach the insert and wait there for the first.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var waiting int
+			testenv.Fatal(t, "pg_stat_activity", pool.QueryRow(ctx, `
+				SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO holds%'`).Scan(&waiting))
+			if waiting > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the second hold never waited for the first")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		testenv.Fatal(t, "commit first", first.Commit(ctx))
+		r := <-done
+		if r.err != nil {
+			t.Fatalf("batch=%v: %v", batch, r.err)
+		}
+		last := r.hs[len(r.hs)-1]
+		if last.BookingID != x || last.Reason != flight.ReasonFlightNotFound {
+			t.Errorf("batch=%v: the losing hold answered %+v, want the recorded flight_not_found", batch, last)
+		}
+		if batch && !r.hs[0].Held() {
+			t.Errorf("the rest of the batch: %+v", r.hs[0])
+		}
+	}
+	if c := audit(t, inv, f); c.Held != 2 || c.Available != 8 {
+		t.Errorf("counts %+v, want only the batch's other booking holding 2 seats", c)
+	}
+}
+
 // TestConfirmRacesRelease delivers, for each of 50 held bookings, a confirm and two copies of
 // a release at once: whichever order the row lock gives them, the seats come back exactly
 // once and a confirm that finds the hold gone says so.
