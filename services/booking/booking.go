@@ -1,16 +1,19 @@
 // Package booking is the booking service's domain: a booking's life as a state machine.
 //
 // Every change to a booking is a pure function of the booking as it stands (read under its
-// row lock), the input, and the time: it returns the booking as it becomes and the effects to
-// publish, or an error saying why the input does not apply. The mysql package runs these under
-// the lock and writes the booking, its history and the effects in one transaction, so payment,
-// cancel and expiry, which all lock the same row, can never both win.
+// row lock), the input, and the time: Rules.Apply returns the booking as it becomes, the
+// effects to publish and a line for its history, or an error saying why the input does not
+// apply. The mysql package runs Apply under the row lock and writes the booking, its history
+// and the effects in one transaction, so payment, cancel and expiry, which all lock the same
+// row, can never both win.
 package booking
 
 import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/flightbook/flightbook/validation"
 )
 
 // Status is where a booking stands in the saga.
@@ -28,6 +31,9 @@ const (
 	Cancelled Status = "CANCELLED"
 )
 
+// Statuses lists every status, in the saga's order.
+var Statuses = []Status{Pending, Held, Confirmed, Rejected, Expired, Cancelled}
+
 // Valid reports whether s is a known status.
 func (s Status) Valid() bool {
 	switch s {
@@ -40,109 +46,216 @@ func (s Status) Valid() bool {
 // MaxSeats is the most seats one booking may hold.
 const MaxSeats = 9
 
-// Errors of the state machine; the api package maps each to an HTTP status.
+// Errors of the state machine and the store; the api package maps each to an HTTP status.
 var (
-	ErrNotFound       = errors.New("booking not found")
-	ErrNotHeld        = errors.New("booking is not held")
-	ErrAlreadyPaid    = errors.New("booking is already paid")
-	ErrHoldExpired    = errors.New("the hold has expired")
-	ErrAmountMismatch = errors.New("amount does not match the booking's total")
-	ErrNotCancellable = errors.New("booking cannot be cancelled")
+	ErrNotFound          = errors.New("booking not found")
+	ErrInvalidTransition = errors.New("not allowed in the booking's current status")
+	ErrAlreadyPaid       = errors.New("booking is already paid")
+	ErrHoldExpired       = errors.New("the hold has expired")
+	ErrAmountMismatch    = errors.New("amount does not match the booking's total")
 )
 
-// Booking is one traveller's request for seats on one flight.
+// Booking is one traveller's request for seats on one flight. Amounts are in minor units of
+// Currency (cents for EUR); UnitPrice, Total, Currency and HoldExpiresAt are known once the
+// flight service has held the seats.
 type Booking struct {
-	ID            string     `json:"id"`
-	UserID        string     `json:"user_id"`
-	FlightID      int64      `json:"flight_id"`
-	Seats         int        `json:"seats"`
-	Status        Status     `json:"status"`
-	UnitPrice     int64      `json:"unit_price,omitempty"`
-	Total         int64      `json:"total,omitempty"`
-	Currency      string     `json:"currency,omitempty"`
-	HoldExpiresAt *time.Time `json:"hold_expires_at,omitempty"`
-	Reason        string     `json:"reason,omitempty"` // why it was rejected
-	PaymentID     string     `json:"payment_id,omitempty"`
-	CreatedAt     time.Time  `json:"created_at"`
-	UpdatedAt     time.Time  `json:"updated_at"`
-	Version       int64      `json:"version"`
+	ID            string // UUIDv7, so ids sort by creation time
+	UserID        string
+	FlightID      int64
+	Seats         int
+	Status        Status
+	UnitPrice     int64
+	Total         int64
+	Currency      string
+	HoldExpiresAt time.Time // zero until HELD
+	RejectReason  string    // the flight service's reason, when REJECTED
+	PaymentID     string    // the successful payment, when CONFIRMED (or cancelled after it)
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	Version       int64 // 1 when created, +1 with every recorded change
 }
 
-// EffectKind names something the saga must tell the world after a change.
+// ValidateRequest checks a booking request before anything is written. Whether the flight
+// exists is not known here: the flight service answers that through the saga.
+func ValidateRequest(flightID int64, seats int) error {
+	var v validation.Errors
+	v.Check(flightID > 0, "flight_id", "must be a positive integer")
+	v.Check(seats >= 1 && seats <= MaxSeats, "seats", fmt.Sprintf("must be between 1 and %d", MaxSeats))
+	return v.Err()
+}
+
+// EffectKind names a message the saga must publish after a change. Each maps to one event of
+// the events package (named in the comments).
 type EffectKind string
 
 // Effects: commands to the flight service, and the public record of the booking's life.
 const (
-	RequestHold       EffectKind = "request_hold"
-	RequestRelease    EffectKind = "request_release"
-	RequestConfirm    EffectKind = "request_confirm"
-	AnnounceHeld      EffectKind = "announce_held"
-	AnnounceConfirmed EffectKind = "announce_confirmed"
-	AnnounceRejected  EffectKind = "announce_rejected"
-	AnnounceExpired   EffectKind = "announce_expired"
-	AnnounceCancelled EffectKind = "announce_cancelled"
+	RequestHold       EffectKind = "request_hold"       // SeatHoldRequested
+	RequestRelease    EffectKind = "request_release"    // SeatReleaseRequested (Reason)
+	RequestConfirm    EffectKind = "request_confirm"    // SeatsConfirmRequested
+	AnnounceHeld      EffectKind = "announce_held"      // BookingHeld
+	AnnounceConfirmed EffectKind = "announce_confirmed" // BookingConfirmed (PaymentID)
+	AnnounceRejected  EffectKind = "announce_rejected"  // BookingRejected (Reason)
+	AnnounceExpired   EffectKind = "announce_expired"   // BookingExpired (PreviousStatus)
+	AnnounceCancelled EffectKind = "announce_cancelled" // BookingCancelled (Refund, in the booking's currency)
 )
 
-// Effect is one message to publish about a booking. Reason carries the release reason
-// (cancelled, expired, late_hold) or the status a booking expired from.
+// Release reasons carried by RequestRelease effects; they match events.ReleaseReason.
+const (
+	ReleaseCancelled = "cancelled"
+	ReleaseExpired   = "expired"
+	ReleaseLateHold  = "late_hold"
+)
+
+// Effect is one message to publish about a booking. Everything else an event needs (ids,
+// seats, price, expiry) is read from the booking as it became.
 type Effect struct {
-	Kind   EffectKind
-	Reason string
-	Refund int64
+	Kind           EffectKind
+	Reason         string // release reason, or reject reason
+	Refund         int64  // AnnounceCancelled: amount refunded, 0 for a booking never paid
+	PaymentID      string // AnnounceConfirmed
+	PreviousStatus Status // AnnounceExpired: PENDING or HELD
 }
 
 // Change is the outcome of applying an input: the booking as it becomes, what to publish,
-// and a line for the booking's history. A change with no effects and the same status is a
-// no-op (a duplicate or a message that no longer applies).
+// and a line for the booking's history (Cause is a short machine word, Detail says more).
+// A change with no Cause changes nothing (a duplicate, or a message that no longer applies)
+// and is not written.
 type Change struct {
+	From    Status
 	Booking Booking
 	Effects []Effect
 	Cause   string
+	Detail  string
 }
 
-// Noop reports whether the change alters nothing.
-func (c Change) Noop() bool { return len(c.Effects) == 0 && c.Cause == "" }
+// Noop reports whether the change alters nothing and should not be written.
+func (c Change) Noop() bool { return c.Cause == "" }
+
+// Input is something that happens to a booking: a reply from the flight service or a command
+// of the traveller or the expiry scheduler. The set is closed; see Rules.Apply.
+type Input interface{ input() }
+
+// SeatsHeld is the flight service's hold: the seats are held at UnitPrice each, Total in all.
+type SeatsHeld struct {
+	UnitPrice int64
+	Total     int64
+	Currency  string
+}
+
+// SeatHoldRejected is the flight service's refusal, with its reason (sold_out,
+// flight_not_found, ...).
+type SeatHoldRejected struct{ Reason string }
+
+// SeatsReleased is the flight service's acknowledgement that the seats are back on sale.
+type SeatsReleased struct{}
+
+// SeatsConfirmed is the flight service's acknowledgement that the held seats are sold.
+type SeatsConfirmed struct{}
+
+// Pay is a successful charge of Amount in Currency, recorded as payment PaymentID.
+type Pay struct {
+	Amount    int64
+	Currency  string
+	PaymentID string
+}
+
+// Cancel is the traveller (or an admin) cancelling the booking.
+type Cancel struct{}
+
+// Expire is the expiry scheduler's claim that the booking has run out of time.
+type Expire struct{}
+
+func (SeatsHeld) input()        {}
+func (SeatHoldRejected) input() {}
+func (SeatsReleased) input()    {}
+func (SeatsConfirmed) input()   {}
+func (Pay) input()              {}
+func (Cancel) input()           {}
+func (Expire) input()           {}
+
+// Rules holds the saga's timings.
+type Rules struct {
+	HoldTTL        time.Duration // how long a HELD booking may wait for payment
+	PendingTimeout time.Duration // how long a PENDING booking may wait for the flight service
+}
 
 // New returns a PENDING booking and its hold request.
 func New(id, user string, flightID int64, seats int, now time.Time) Change {
 	b := Booking{ID: id, UserID: user, FlightID: flightID, Seats: seats, Status: Pending, CreatedAt: now, UpdatedAt: now, Version: 1}
-	return Change{Booking: b, Effects: []Effect{{Kind: RequestHold}}, Cause: "booking requested"}
+	return Change{Booking: b, Effects: []Effect{{Kind: RequestHold}}, Cause: "requested",
+		Detail: fmt.Sprintf("%d seat(s) on flight %d requested", seats, flightID)}
 }
 
+// Apply applies in to b at now. It never does I/O; the caller reads b under its row lock and
+// writes the result in the same transaction.
+func (r Rules) Apply(b Booking, in Input, now time.Time) (Change, error) {
+	switch in := in.(type) {
+	case SeatsHeld:
+		return r.seatsHeld(b, in, now), nil
+	case SeatHoldRejected:
+		return holdRejected(b, in, now), nil
+	case SeatsReleased:
+		return note(b, now, "seats_released", "the flight service released the seats"), nil
+	case SeatsConfirmed:
+		return note(b, now, "seats_confirmed", "the flight service sold the held seats"), nil
+	case Pay:
+		return pay(b, in, now)
+	case Cancel:
+		return cancel(b, now)
+	case Expire:
+		return r.expire(b, now), nil
+	}
+	return Change{}, fmt.Errorf("booking %s: unknown input %T", b.ID, in)
+}
+
+// to moves b to s at now.
 func (b Booking) to(s Status, now time.Time) Booking {
 	b.Status, b.UpdatedAt = s, now
 	b.Version++
 	return b
 }
 
-// SeatsHeld applies the flight service's hold. A hold for a booking that has already ended
+func unchanged(b Booking) Change { return Change{From: b.Status, Booking: b} }
+
+// note records something in the history without changing the status.
+func note(b Booking, now time.Time, cause, detail string) Change {
+	return Change{From: b.Status, Booking: b.to(b.Status, now), Cause: cause, Detail: detail}
+}
+
+// seatsHeld applies the flight service's hold. A hold for a booking that has already ended
 // is given straight back, so no seat stays held for nobody.
-func (b Booking) SeatsHeld(unitPrice, total int64, currency string, holdTTL time.Duration, now time.Time) Change {
+func (r Rules) seatsHeld(b Booking, in SeatsHeld, now time.Time) Change {
 	switch b.Status {
 	case Pending:
 		nb := b.to(Held, now)
-		exp := now.Add(holdTTL)
-		nb.UnitPrice, nb.Total, nb.Currency, nb.HoldExpiresAt = unitPrice, total, currency, &exp
-		return Change{Booking: nb, Effects: []Effect{{Kind: AnnounceHeld}}, Cause: fmt.Sprintf("seats held at %d %s", total, currency)}
+		nb.UnitPrice, nb.Total, nb.Currency = in.UnitPrice, in.Total, in.Currency
+		nb.HoldExpiresAt = now.Add(r.HoldTTL)
+		return Change{From: b.Status, Booking: nb, Effects: []Effect{{Kind: AnnounceHeld}}, Cause: "seats_held",
+			Detail: fmt.Sprintf("seats held at %d %s until %s", in.Total, in.Currency, nb.HoldExpiresAt.UTC().Format(time.RFC3339))}
 	case Expired, Cancelled, Rejected:
-		return Change{Booking: b, Effects: []Effect{{Kind: RequestRelease, Reason: "late_hold"}}, Cause: "seats held after the booking ended; releasing them"}
+		c := note(b, now, "late_hold", fmt.Sprintf("seats held after the booking was %s; releasing them", b.Status))
+		c.Effects = []Effect{{Kind: RequestRelease, Reason: ReleaseLateHold}}
+		return c
 	default: // HELD or CONFIRMED: a duplicate
-		return Change{Booking: b}
+		return unchanged(b)
 	}
 }
 
-// HoldRejected applies the flight service's refusal.
-func (b Booking) HoldRejected(reason string, now time.Time) Change {
+// holdRejected applies the flight service's refusal. A refusal for a booking that is no
+// longer PENDING changes nothing: it expired meanwhile, and held no seats anyway.
+func holdRejected(b Booking, in SeatHoldRejected, now time.Time) Change {
 	if b.Status != Pending {
-		return Change{Booking: b}
+		return unchanged(b)
 	}
 	nb := b.to(Rejected, now)
-	nb.Reason = reason
-	return Change{Booking: nb, Effects: []Effect{{Kind: AnnounceRejected, Reason: reason}}, Cause: "seat hold rejected: " + reason}
+	nb.RejectReason = in.Reason
+	return Change{From: b.Status, Booking: nb, Effects: []Effect{{Kind: AnnounceRejected, Reason: in.Reason}},
+		Cause: "hold_rejected", Detail: "the flight service rejected the hold: " + in.Reason}
 }
 
-// Pay confirms a held booking before its hold expires, for exactly its total.
-func (b Booking) Pay(amount int64, currency, paymentID string, now time.Time) (Change, error) {
+// pay confirms a held booking before its hold expires, for exactly its total.
+func pay(b Booking, in Pay, now time.Time) (Change, error) {
 	switch b.Status {
 	case Held:
 	case Confirmed:
@@ -150,45 +263,63 @@ func (b Booking) Pay(amount int64, currency, paymentID string, now time.Time) (C
 	case Expired:
 		return Change{}, ErrHoldExpired
 	default:
-		return Change{}, fmt.Errorf("%w (it is %s)", ErrNotHeld, b.Status)
+		return Change{}, fmt.Errorf("pay a %s booking: %w", b.Status, ErrInvalidTransition)
 	}
-	if b.HoldExpiresAt != nil && !now.Before(*b.HoldExpiresAt) {
+	if !now.Before(b.HoldExpiresAt) {
 		return Change{}, ErrHoldExpired
 	}
-	if amount != b.Total || currency != b.Currency {
-		return Change{}, fmt.Errorf("%w: pay %d %s", ErrAmountMismatch, b.Total, b.Currency)
+	if err := b.CheckAmount(in.Amount, in.Currency); err != nil {
+		return Change{}, err
 	}
 	nb := b.to(Confirmed, now)
-	nb.PaymentID = paymentID
-	return Change{Booking: nb, Effects: []Effect{{Kind: RequestConfirm}, {Kind: AnnounceConfirmed}}, Cause: "paid " + paymentID}, nil
+	nb.PaymentID = in.PaymentID
+	return Change{From: b.Status, Booking: nb,
+		Effects: []Effect{{Kind: RequestConfirm}, {Kind: AnnounceConfirmed, PaymentID: in.PaymentID}},
+		Cause:   "paid", Detail: fmt.Sprintf("paid %d %s (payment %s)", in.Amount, in.Currency, in.PaymentID)}, nil
 }
 
-// Cancel ends a held or confirmed booking and gives its seats back; a confirmed one is
+// CheckAmount reports whether amount in currency pays b's total exactly. The error wraps
+// ErrAmountMismatch and names the field that is wrong.
+func (b Booking) CheckAmount(amount int64, currency string) error {
+	var v validation.Errors
+	v.Check(amount == b.Total, "amount", fmt.Sprintf("must equal the booking's total, %d", b.Total))
+	v.Check(currency == b.Currency, "currency", "must be the booking's currency, "+b.Currency)
+	if err := v.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrAmountMismatch, err)
+	}
+	return nil
+}
+
+// cancel ends a held or confirmed booking and gives its seats back; a confirmed one is
 // refunded in full.
-func (b Booking) Cancel(now time.Time) (Change, error) {
+func cancel(b Booking, now time.Time) (Change, error) {
 	var refund int64
 	switch b.Status {
 	case Held:
 	case Confirmed:
 		refund = b.Total
 	default:
-		return Change{}, fmt.Errorf("%w (it is %s)", ErrNotCancellable, b.Status)
+		return Change{}, fmt.Errorf("cancel a %s booking: %w", b.Status, ErrInvalidTransition)
 	}
-	nb := b.to(Cancelled, now)
-	return Change{Booking: nb, Effects: []Effect{{Kind: RequestRelease, Reason: "cancelled"}, {Kind: AnnounceCancelled, Refund: refund}},
-		Cause: fmt.Sprintf("cancelled by the traveller (refund %d)", refund)}, nil
+	return Change{From: b.Status, Booking: b.to(Cancelled, now),
+		Effects: []Effect{{Kind: RequestRelease, Reason: ReleaseCancelled}, {Kind: AnnounceCancelled, Refund: refund}},
+		Cause:   "cancelled", Detail: fmt.Sprintf("cancelled while %s; refund %d %s", b.Status, refund, b.Currency)}, nil
 }
 
-// Expire ends a held booking whose hold has passed, or a pending one older than
-// pendingTimeout. Anything else is left alone (payment or cancel won the row lock first).
-func (b Booking) Expire(pendingTimeout time.Duration, now time.Time) Change {
+// expire ends a held booking whose hold has passed, or a pending one older than the pending
+// timeout. Anything else is left alone: payment or cancel won the row lock first, or the
+// scheduler's claim is stale. That is not an error; the scheduler expects it.
+func (r Rules) expire(b Booking, now time.Time) Change {
 	switch {
-	case b.Status == Held && b.HoldExpiresAt != nil && !now.Before(*b.HoldExpiresAt):
-	case b.Status == Pending && !now.Before(b.CreatedAt.Add(pendingTimeout)):
+	case b.Status == Held && !now.Before(b.HoldExpiresAt):
+	case b.Status == Pending && !now.Before(b.CreatedAt.Add(r.PendingTimeout)):
 	default:
-		return Change{Booking: b}
+		return unchanged(b)
 	}
-	nb := b.to(Expired, now)
-	return Change{Booking: nb, Effects: []Effect{{Kind: RequestRelease, Reason: "expired"}, {Kind: AnnounceExpired, Reason: string(b.Status)}},
-		Cause: "expired while " + string(b.Status)}
+	// A PENDING booking may have seats held by a SeatsHeld still in flight; the release
+	// reaches the flight service after the hold (or leaves a tombstone before it), so those
+	// seats come back either way.
+	return Change{From: b.Status, Booking: b.to(Expired, now),
+		Effects: []Effect{{Kind: RequestRelease, Reason: ReleaseExpired}, {Kind: AnnounceExpired, PreviousStatus: b.Status}},
+		Cause:   "expired", Detail: "expired while " + string(b.Status)}
 }
