@@ -323,3 +323,14 @@ func (r Rules) expire(b Booking, now time.Time) Change {
 		Effects: []Effect{{Kind: RequestRelease, Reason: ReleaseExpired}, {Kind: AnnounceExpired, PreviousStatus: b.Status}},
 		Cause:   "expired", Detail: "expired while " + string(b.Status)}
 }
+
+// HistoryEntry is one recorded change of a booking. Seq is the booking's version after it;
+// From is empty for the creation.
+type HistoryEntry struct {
+	Seq    int64
+	From   Status
+	To     Status
+	Cause  string
+	Detail string
+	At     time.Time
+}

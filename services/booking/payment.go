@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -123,4 +124,22 @@ func (g *FakeGateway) Refunds() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.refunds)
+}
+
+// Payment statuses.
+const (
+	PaymentSucceeded = "succeeded"  // it paid the booking
+	PaymentRefundDue = "refund_due" // charged after the booking had ended; refund owed
+	PaymentRefunded  = "refunded"   // the money went back
+)
+
+// Payment is a charge recorded against a booking.
+type Payment struct {
+	ID         string // our id (UUIDv7), the payment_id of BookingConfirmed
+	BookingID  string
+	Amount     int64
+	Currency   string
+	Status     string
+	GatewayRef string
+	CreatedAt  time.Time
 }

@@ -1,0 +1,324 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/flightbook/flightbook/services/booking"
+)
+
+// Emit writes a change's effects for publication, inside the transaction that makes the
+// change, so they are published if and only if the change commits. b is the booking as it
+// became. The service wires it to the outbox; tests record the effects.
+type Emit func(ctx context.Context, tx *sql.Tx, b booking.Booking, effects []booking.Effect) error
+
+// Store keeps bookings and their history, and runs the saga's transitions under the
+// booking's row lock.
+type Store struct {
+	db    *sql.DB
+	rules booking.Rules
+	emit  Emit
+	now   func() time.Time
+}
+
+// NewStore returns a Store on db applying rules. emit is called in every transaction that
+// produces effects; nil discards them.
+func NewStore(db *sql.DB, rules booking.Rules, emit Emit) *Store {
+	if emit == nil {
+		emit = func(context.Context, *sql.Tx, booking.Booking, []booking.Effect) error { return nil }
+	}
+	return &Store{db: db, rules: rules, emit: emit, now: time.Now}
+}
+
+// WithClock returns a copy of s that reads the time from now (tests move time with it).
+func (s *Store) WithClock(now func() time.Time) *Store {
+	c := *s
+	c.now = now
+	return &c
+}
+
+// Now returns the store's current time in UTC, to the microsecond the columns keep, so a
+// booking returned by a write equals the booking read back.
+func (s *Store) Now() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// Rules returns the saga timings the store applies.
+func (s *Store) Rules() booking.Rules { return s.rules }
+
+// DB returns the store's database, for callers composing their own transactions with InTx.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Ping checks the database is reachable.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// Create records a new PENDING booking and its SeatHoldRequested in one transaction.
+func (s *Store) Create(ctx context.Context, userID string, flightID int64, seats int) (booking.Booking, error) {
+	var b booking.Booking
+	err := InTx(ctx, s.db, func(tx *sql.Tx) error {
+		var err error
+		b, err = s.CreateTx(ctx, tx, userID, flightID, seats)
+		return err
+	})
+	return b, err
+}
+
+// CreateTx is Create inside the caller's transaction (the api records the idempotency key in
+// the same one).
+func (s *Store) CreateTx(ctx context.Context, tx *sql.Tx, userID string, flightID int64, seats int) (booking.Booking, error) {
+	if err := booking.ValidateRequest(flightID, seats); err != nil {
+		return booking.Booking{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return booking.Booking{}, fmt.Errorf("booking id: %w", err)
+	}
+	c := booking.New(id.String(), userID, flightID, seats, s.Now())
+	b := c.Booking
+	_, err = tx.ExecContext(ctx, `
+		INSERT INTO bookings (id, user_id, flight_id, seats, status, created_at, updated_at, version)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.UserID, b.FlightID, b.Seats, b.Status, b.CreatedAt, b.UpdatedAt, b.Version)
+	if err != nil {
+		return booking.Booking{}, fmt.Errorf("insert booking: %w", err)
+	}
+	if err := s.record(ctx, tx, c); err != nil {
+		return booking.Booking{}, err
+	}
+	return b, nil
+}
+
+// Get returns the booking with id, or booking.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (booking.Booking, error) {
+	b, err := scanBooking(s.db.QueryRowContext(ctx, selectBooking+` WHERE id = ?`, id))
+	if err != nil {
+		return booking.Booking{}, fmt.Errorf("booking %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// ListQuery selects a user's bookings, newest first.
+type ListQuery struct {
+	UserID string
+	Status booking.Status // empty for any
+	Before string         // cursor: only bookings with an id below this one
+	Limit  int
+}
+
+// List returns up to q.Limit of the user's bookings, newest first, and the cursor of the next
+// page ("" on the last page). Ids are UUIDv7, so id order is creation order and the keyset
+// seeks the (user_id, [status,] id) index.
+func (s *Store) List(ctx context.Context, q ListQuery) ([]booking.Booking, string, error) {
+	where, args := ` WHERE user_id = ?`, []any{q.UserID}
+	if q.Status != "" {
+		where += ` AND status = ?`
+		args = append(args, q.Status)
+	}
+	if q.Before != "" {
+		where += ` AND id < ?`
+		args = append(args, q.Before)
+	}
+	args = append(args, q.Limit+1)
+	rows, err := s.db.QueryContext(ctx, selectBooking+where+` ORDER BY id DESC LIMIT ?`, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list bookings: %w", err)
+	}
+	defer rows.Close()
+	var out []booking.Booking
+	for rows.Next() {
+		b, err := scanBooking(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list bookings: %w", err)
+		}
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list bookings: %w", err)
+	}
+	next := ""
+	if len(out) > q.Limit {
+		out = out[:q.Limit]
+		next = out[len(out)-1].ID
+	}
+	return out, next, nil
+}
+
+// History returns every recorded change of the booking, oldest first.
+func (s *Store) History(ctx context.Context, id string) ([]booking.HistoryEntry, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT seq, from_status, to_status, cause, detail, at
+		FROM booking_history WHERE booking_id = ? ORDER BY seq`, id)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []booking.HistoryEntry
+	for rows.Next() {
+		var h booking.HistoryEntry
+		if err := rows.Scan(&h.Seq, &h.From, &h.To, &h.Cause, &h.Detail, &h.At); err != nil {
+			return nil, fmt.Errorf("history of %s: %w", id, err)
+		}
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("history of %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Apply applies in to the booking in a transaction of its own. See ApplyTx.
+func (s *Store) Apply(ctx context.Context, id string, in booking.Input) (booking.Change, error) {
+	var c booking.Change
+	err := InTx(ctx, s.db, func(tx *sql.Tx) error {
+		var err error
+		c, err = s.ApplyTx(ctx, tx, id, in)
+		return err
+	})
+	return c, err
+}
+
+// ApplyTx locks the booking's row, applies in with the domain's rules at the store's time,
+// and, unless the change is a no-op, writes the row, a history line and the effects, all in
+// tx. It returns the change (Noop for a duplicate or a message that no longer applies) or the
+// domain's error (booking.ErrInvalidTransition, ErrHoldExpired, ...) wrapped with the id.
+func (s *Store) ApplyTx(ctx context.Context, tx *sql.Tx, id string, in booking.Input) (booking.Change, error) {
+	b, err := lock(ctx, tx, id)
+	if err != nil {
+		return booking.Change{}, err
+	}
+	c, err := s.rules.Apply(b, in, s.Now())
+	if err != nil {
+		return booking.Change{}, fmt.Errorf("booking %s: %w", id, err)
+	}
+	if c.Noop() {
+		return c, nil
+	}
+	if err := s.save(ctx, tx, b.Version, c); err != nil {
+		return booking.Change{}, err
+	}
+	return c, nil
+}
+
+// ApplySeatsHeld applies the flight service's SeatsHeld in the consumer's transaction.
+func (s *Store) ApplySeatsHeld(ctx context.Context, tx *sql.Tx, id string, in booking.SeatsHeld) (booking.Change, error) {
+	return s.ApplyTx(ctx, tx, id, in)
+}
+
+// ApplySeatHoldRejected applies the flight service's SeatHoldRejected in the consumer's
+// transaction.
+func (s *Store) ApplySeatHoldRejected(ctx context.Context, tx *sql.Tx, id string, in booking.SeatHoldRejected) (booking.Change, error) {
+	return s.ApplyTx(ctx, tx, id, in)
+}
+
+// ApplySeatsReleased records the flight service's SeatsReleased in the booking's history.
+func (s *Store) ApplySeatsReleased(ctx context.Context, tx *sql.Tx, id string) (booking.Change, error) {
+	return s.ApplyTx(ctx, tx, id, booking.SeatsReleased{})
+}
+
+// ApplySeatsConfirmed records the flight service's SeatsConfirmed in the booking's history.
+func (s *Store) ApplySeatsConfirmed(ctx context.Context, tx *sql.Tx, id string) (booking.Change, error) {
+	return s.ApplyTx(ctx, tx, id, booking.SeatsConfirmed{})
+}
+
+// Cancel cancels a HELD or CONFIRMED booking in a transaction of its own; a confirmed one
+// gets a pending refund (see RefundDue).
+func (s *Store) Cancel(ctx context.Context, id string) (booking.Change, error) {
+	return s.Apply(ctx, id, booking.Cancel{})
+}
+
+// Expire expires the booking if it is due, in a transaction of its own; a booking that is
+// not due (paid, cancelled, not yet past its time) is left alone and the change is a no-op.
+func (s *Store) Expire(ctx context.Context, id string) (booking.Change, error) {
+	return s.Apply(ctx, id, booking.Expire{})
+}
+
+const selectBooking = `
+	SELECT id, user_id, flight_id, seats, status, unit_price, total, currency, hold_expires_at,
+	       reject_reason, payment_id, created_at, updated_at, version
+	FROM bookings`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanBooking(row scanner) (booking.Booking, error) {
+	var b booking.Booking
+	var exp sql.NullTime
+	err := row.Scan(&b.ID, &b.UserID, &b.FlightID, &b.Seats, &b.Status, &b.UnitPrice, &b.Total, &b.Currency,
+		&exp, &b.RejectReason, &b.PaymentID, &b.CreatedAt, &b.UpdatedAt, &b.Version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return booking.Booking{}, booking.ErrNotFound
+	}
+	if err != nil {
+		return booking.Booking{}, err
+	}
+	if exp.Valid {
+		b.HoldExpiresAt = exp.Time
+	}
+	return b, nil
+}
+
+// lock reads the booking under an exclusive row lock held until tx ends: every change of a
+// booking goes through here, which is what makes payment, cancel and expiry mutually
+// exclusive.
+func lock(ctx context.Context, tx *sql.Tx, id string) (booking.Booking, error) {
+	b, err := scanBooking(tx.QueryRowContext(ctx, selectBooking+` WHERE id = ? FOR UPDATE`, id))
+	if err != nil {
+		return booking.Booking{}, fmt.Errorf("lock booking %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// save writes a change made under the row lock: the row (guarded by the version read under
+// the lock, which can only fail if someone bypassed the lock), the history line, a refund
+// owed, and the effects.
+func (s *Store) save(ctx context.Context, tx *sql.Tx, version int64, c booking.Change) error {
+	b := c.Booking
+	res, err := tx.ExecContext(ctx, `
+		UPDATE bookings SET status = ?, unit_price = ?, total = ?, currency = ?, hold_expires_at = ?,
+		       reject_reason = ?, payment_id = ?, updated_at = ?, version = ?
+		WHERE id = ? AND version = ?`,
+		b.Status, b.UnitPrice, b.Total, b.Currency, nullTime(b.HoldExpiresAt),
+		b.RejectReason, b.PaymentID, b.UpdatedAt.UTC(), b.Version, b.ID, version)
+	if err != nil {
+		return fmt.Errorf("update booking %s: %w", b.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return fmt.Errorf("update booking %s: version %d changed under the row lock (%d rows, %v)", b.ID, version, n, err)
+	}
+	for _, e := range c.Effects {
+		if e.Kind == booking.AnnounceCancelled && e.Refund > 0 {
+			if err := owe(ctx, tx, b, b.PaymentID, e.Refund, "cancelled", b.UpdatedAt); err != nil {
+				return err
+			}
+		}
+	}
+	return s.record(ctx, tx, c)
+}
+
+// record writes the history line and emits the effects of a change already written.
+func (s *Store) record(ctx context.Context, tx *sql.Tx, c booking.Change) error {
+	b := c.Booking
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO booking_history (booking_id, seq, from_status, to_status, cause, detail, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.Version, c.From, b.Status, c.Cause, truncate(c.Detail, 512), b.UpdatedAt.UTC())
+	if err != nil {
+		return fmt.Errorf("booking %s history: %w", b.ID, err)
+	}
+	if len(c.Effects) == 0 {
+		return nil
+	}
+	if err := s.emit(ctx, tx, b, c.Effects); err != nil {
+		return fmt.Errorf("booking %s: emit: %w", b.ID, err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
