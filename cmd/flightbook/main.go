@@ -42,6 +42,7 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
+		"booking":  {"run the booking service (bookings, payments, the saga, hold expiry) on MySQL/MariaDB", runBooking},
 		"dev":      {"run the system in one process with an embedded NATS server, seeding a demo catalogue", runDev},
 		"flight":   {"run the flight service (catalogue, search, seat inventory) on PostgreSQL", runFlight},
 		"token":    {"print a bearer token: flightbook token --user U [--role admin] [--ttl 24h]", runToken},
