@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,8 +14,12 @@ import (
 
 	"github.com/flightbook/flightbook/auth"
 	"github.com/flightbook/flightbook/config"
+	"github.com/flightbook/flightbook/consumer"
+	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 	bookingapi "github.com/flightbook/flightbook/services/booking/api"
+	"github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
 	"github.com/flightbook/flightbook/web"
 )
@@ -32,8 +35,12 @@ type bookingConfig struct {
 	ExpiryBatch    int           `envconfig:"BOOKING_EXPIRY_BATCH" default:"100" desc:"bookings the expiry scheduler claims at a time"`
 	KeyStaleAfter  time.Duration `envconfig:"BOOKING_IDEMPOTENCY_STALE_AFTER" default:"2m" desc:"after this long an unfinished request's Idempotency-Key may be taken over by a retry"`
 	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	NATS           natsConfig
+	Streams        events.StreamConfig
 	Auth           auth.Config
 	HTTP           web.ServerConfig
+	Outbox         outbox.RelayConfig
+	Consumer       consumer.Config
 }
 
 func runBooking(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,7 +61,6 @@ func runBooking(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	log = log.With("service", "booking")
 	return serveBooking(ctx, cfg, nil, log)
 }
 
@@ -74,25 +80,36 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	}
 	defer db.Close()
 
-	// TODO(integrator): replace with the outbox (outbox.AddMySQL of the events each effect
-	// maps to) and pass relay.Notify as the API's Notify. Until then effects are only logged:
-	// no SeatHoldRequested reaches the flight service, so bookings stay PENDING and expire.
-	emit := func(ctx context.Context, _ *sql.Tx, b booking.Booking, effects []booking.Effect) error {
-		for _, e := range effects {
-			log.Debug("effect not published (no outbox wired yet)", "booking_id", b.ID, "kind", e.Kind)
-		}
-		return nil
+	nc, js, err := connectNATS(ctx, cfg.NATS.URL, "flightbook-booking", log)
+	if err != nil {
+		return err
 	}
+	defer nc.Close()
+	topo := events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/booking"}
+	if err := events.EnsureStreams(ctx, js, topo, cfg.Streams); err != nil {
+		return err
+	}
+	// The router adds the service to its own log lines; everything else gets it here.
+	router, err := consumer.New(nc, js, events.ServiceBooking, cfg.NATS.Namespace, cfg.Consumer, log)
+	if err != nil {
+		return err
+	}
+	log = log.With("service", events.ServiceBooking)
+	relay := outbox.NewMySQLRelay(db, js, cfg.Outbox, log)
+
+	// Every booking change writes its events to the outbox in its own transaction.
 	rules := booking.Rules{HoldTTL: cfg.HoldTTL, PendingTimeout: cfg.PendingTimeout}
-	store := mysql.NewStore(db, rules, emit)
+	store := mysql.NewStore(db, rules, messaging.Emit(topo))
+	messaging.New(store, topo, log).Register(router)
 
 	engine := web.NewEngine(log)
-	web.Health(engine, web.Check{Name: "mysql", Check: store.Ping})
+	web.Health(engine, web.Check{Name: "mysql", Check: store.Ping}, web.Check{Name: "nats", Check: natsReady(nc)})
 	bookingapi.Routes(engine, bookingapi.Deps{
 		Store:   store,
 		Keys:    mysql.NewKeys(db, cfg.KeyStaleAfter),
 		Gateway: booking.NewFakeGateway(),
 		Auth:    authn,
+		Notify:  relay.Notify,
 	})
 	log.Warn("payments go to the fake gateway: tok_success pays, tok_decline is declined, tok_timeout times out after charging")
 
@@ -102,6 +119,8 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return router.Run(gctx) })
 	g.Go(func() error { return store.RunExpiry(gctx, cfg.ExpiryInterval, cfg.ExpiryBatch, log) })
 	g.Go(func() error { return web.Serve(gctx, ln, engine, cfg.HTTP, log) })
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {

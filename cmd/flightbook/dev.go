@@ -25,17 +25,22 @@ import (
 // services read; FLIGHTBOOK_NATS_URL, when set, uses that server instead of the embedded one.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg flightConfig
+	var bcfg bookingConfig
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data", "data", "directory for the embedded NATS server's JetStream store")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: flightbook dev [--data DIR]\n\nRuns the flight service with an embedded NATS JetStream server, seeding a demo catalogue on first start.\nSettings (environment):")
+		fmt.Fprintln(stderr, "usage: flightbook dev [--data DIR]\n\nRuns the flight and booking services with an embedded NATS JetStream server, seeding a demo catalogue on first start.\nSettings (environment):")
 		_ = config.Usage(stderr, &cfg)
+		_ = config.Usage(stderr, &bcfg)
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	if err := config.Load(&bcfg); err != nil {
 		return err
 	}
 	log, err := loggerFor(stderr, cfg.LogLevel)
@@ -50,6 +55,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer ns.Shutdown()
 		cfg.NATS.URL = ns.ClientURL()
+		bcfg.NATS.URL = cfg.NATS.URL
 		log.Info("embedded NATS JetStream started", "url", cfg.NATS.URL, "store", filepath.Join(*dataDir, "nats"))
 	}
 
@@ -57,9 +63,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("dev: flight service listen on %s: %w", cfg.HTTPAddr, err)
 	}
+	bln, err := net.Listen("tcp", bcfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("dev: booking service listen on %s: %w", bcfg.HTTPAddr, err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveFlight(gctx, cfg, ln, log) })
-	g.Go(func() error { return seedDemo(gctx, cfg, ln.Addr().String(), stdout, log) })
+	g.Go(func() error { return serveBooking(gctx, bcfg, bln, log) })
+	g.Go(func() error { return seedDemo(gctx, cfg, ln.Addr().String(), bln.Addr().String(), stdout, log) })
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -68,7 +79,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // seedDemo fills an empty catalogue with a few cities, airports, an airplane and flights over
 // the next weeks, then prints where everything is and tokens to try it with.
-func seedDemo(ctx context.Context, cfg flightConfig, addr string, stdout io.Writer, log *slog.Logger) error {
+func seedDemo(ctx context.Context, cfg flightConfig, addr, bookingAddr string, stdout io.Writer, log *slog.Logger) error {
 	// postgres.Open migrates; the service may be migrating at the same moment, which goose's
 	// lock makes safe.
 	pool, err := postgres.Open(ctx, cfg.PostgresURL, 2, log)
@@ -94,17 +105,19 @@ func seedDemo(ctx context.Context, cfg flightConfig, addr string, stdout io.Writ
 	admin, _ := a.Token("admin", auth.RoleAdmin, 24*time.Hour)
 	customer, _ := a.Token("alice", "", 24*time.Hour)
 	_, port, _ := net.SplitHostPort(addr)
+	_, bport, _ := net.SplitHostPort(bookingAddr)
 	fmt.Fprintf(stdout, `
 flightbook is running (Ctrl-C stops it).
 
-  flight service  http://127.0.0.1:%[1]s/api/v1/flights
-  health          http://127.0.0.1:%[1]s/readyz
+  flight service   http://127.0.0.1:%[1]s/api/v1/flights
+  booking service  http://127.0.0.1:%[4]s/api/v1/bookings
 
   ADMIN_TOKEN=%[2]s
   TOKEN=%[3]s
 
   curl -s 'http://127.0.0.1:%[1]s/api/v1/flights?from=DEL&to=BOM&travellers=2'
-`, port, admin, customer)
+  curl -s -X POST http://127.0.0.1:%[4]s/api/v1/bookings -H "Authorization: Bearer $TOKEN" -H 'Prefer: wait=5' -d '{"flight_id":1,"seats":2}'
+`, port, admin, customer, bport)
 	return nil
 }
 
