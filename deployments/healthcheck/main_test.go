@@ -54,4 +54,3 @@ func TestRun(t *testing.T) {
 		})
 	}
 }
-
