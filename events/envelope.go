@@ -255,3 +255,19 @@ func header(h nats.Header, name string) string {
 	}
 	return ""
 }
+
+// DecodeAs decodes a message that must be an E, as a consumer bound to E's subject expects.
+// A message of another type is undecodable for that consumer, so the error wraps
+// ErrUndecodable like every other Decode failure.
+func DecodeAs[E Event](subject string, h nats.Header, data []byte) (E, error) {
+	var zero E
+	env, err := Decode(subject, h, data)
+	if err != nil {
+		return zero, err
+	}
+	ev, ok := env.Event.(E)
+	if !ok {
+		return zero, fmt.Errorf("%w: message %s is %s, not %T", ErrUndecodable, env.ID, env.Type, zero)
+	}
+	return ev, nil
+}

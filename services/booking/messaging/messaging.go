@@ -109,15 +109,12 @@ func (h *Handlers) Handler(route string) (consumer.Handler, bool) {
 	return nil, false
 }
 
+// decode turns a delivery into its typed event. A message that cannot be decoded will never
+// succeed, so it goes straight to the dead-letter subject.
 func decode[E events.Event](d consumer.Delivery) (E, error) {
-	var zero E
-	env, err := events.Decode(d.Subject, d.Header, d.Data)
+	ev, err := events.DecodeAs[E](d.Subject, d.Header, d.Data)
 	if err != nil {
-		return zero, consumer.Permanent(fmt.Errorf("decode %s: %w", d.ID, err))
-	}
-	ev, ok := env.Event.(E)
-	if !ok {
-		return zero, consumer.Permanent(fmt.Errorf("message %s is %s, not %T", d.ID, env.Type, zero))
+		return ev, consumer.Permanent(fmt.Errorf("decode %s: %w", d.ID, err))
 	}
 	return ev, nil
 }

@@ -69,17 +69,12 @@ func (h *Handlers) Handler(route string) (consumer.Handler, bool) {
 	return nil, false
 }
 
-// decode turns a delivery into its typed event; a message that cannot be decoded will never
+// decode turns a delivery into its typed event. A message that cannot be decoded will never
 // succeed, so it goes straight to the dead-letter subject.
 func decode[E events.Event](d consumer.Delivery) (E, error) {
-	var zero E
-	env, err := events.Decode(d.Subject, d.Header, d.Data)
+	ev, err := events.DecodeAs[E](d.Subject, d.Header, d.Data)
 	if err != nil {
-		return zero, consumer.Permanent(fmt.Errorf("decode %s: %w", d.ID, err))
-	}
-	ev, ok := env.Event.(E)
-	if !ok {
-		return zero, consumer.Permanent(fmt.Errorf("message %s is %s, not %T", d.ID, env.Type, zero))
+		return ev, consumer.Permanent(fmt.Errorf("decode %s: %w", d.ID, err))
 	}
 	return ev, nil
 }
@@ -88,7 +83,7 @@ func decode[E events.Event](d consumer.Delivery) (E, error) {
 // outbox, commits, and wakes the relay.
 func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery, fn func(tx pgx.Tx) ([]events.Event, error)) error {
 	queued := false
-	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+	err := postgres.InTx(ctx, h.pool, func(tx pgx.Tx) error {
 		first, err := inbox.ClaimPostgres(ctx, tx, events.ServiceFlight+"."+route, d.ID)
 		if err != nil {
 			return err
