@@ -34,6 +34,12 @@ const (
 // ErrHoldNotFound is returned by Confirm when the booking holds no seats to confirm.
 var ErrHoldNotFound = errors.New("no held seats for this booking")
 
+// ErrHoldReleased is returned by Confirm when the booking's seats were already given back. A
+// booking is released after its confirm only when it is cancelled once paid, so a confirm that
+// arrives after the release (the two travel on different subjects, in no fixed order) no
+// longer applies: the seats must stay on sale.
+var ErrHoldReleased = errors.New("the booking's seats were released")
+
 // HoldRequest asks for seats on a flight for one booking.
 type HoldRequest struct {
 	BookingID string

@@ -28,7 +28,10 @@ type system struct {
 	bookings *mysql.Store
 	pg       *pgxpool.Pool
 	js       jetstream.JetStream
+	nc       *nats.Conn
 	topo     events.Topology
+	routes   []consumer.Route // both services' routes, with their live handlers
+	relays   []*outbox.Relay  // booking's, flight's
 }
 
 func start(t *testing.T, rules booking.Rules) *system {
@@ -90,7 +93,11 @@ func start(t *testing.T, rules booking.Rules) *system {
 		pg.Close()
 		db.Close()
 	})
-	return &system{bookings: store, pg: pg, js: bjs, topo: btopo}
+	return &system{
+		bookings: store, pg: pg, js: bjs, nc: bnc, topo: btopo,
+		routes: append(brouter.Routes(), frouter.Routes()...),
+		relays: []*outbox.Relay{brelay, frelay},
+	}
 }
 
 func (s *system) flight(t *testing.T, seats int) int64 {

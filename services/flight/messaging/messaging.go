@@ -169,6 +169,11 @@ func (h *Handlers) Confirm(ctx context.Context, d consumer.Delivery) error {
 	}
 	return h.handle(ctx, RouteConfirm, d, func(tx pgx.Tx) ([]events.Event, error) {
 		res, err := h.inv.ConfirmTx(ctx, tx, ev.BookingID)
+		if errors.Is(err, flight.ErrHoldReleased) {
+			// The booking was cancelled after paying and its release got here first.
+			h.log.Info("confirm after release ignored", "booking_id", ev.BookingID, "flight_id", ev.FlightID)
+			return nil, nil
+		}
 		if errors.Is(err, flight.ErrHoldNotFound) {
 			// A confirm for a hold that is gone cannot be satisfied by retrying; the
 			// operator sees it in the DLQ and reconcile repairs the booking.

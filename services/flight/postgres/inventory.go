@@ -323,8 +323,8 @@ func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string
 }
 
 // ConfirmTx turns a booking's held seats into sold seats inside tx. Confirming twice returns
-// the sold hold again; confirming a hold that is not there (never held, rejected, released)
-// fails with flight.ErrHoldNotFound and changes nothing.
+// the sold hold again; confirming a released hold fails with flight.ErrHoldReleased, one that
+// is not there (never held, rejected) with flight.ErrHoldNotFound; neither changes anything.
 func (inv *Inventory) ConfirmTx(ctx context.Context, tx pgx.Tx, bookingID string) (flight.Hold, error) {
 	flightID, ok, err := holdFlight(ctx, tx, bookingID)
 	if err != nil {
@@ -344,6 +344,8 @@ func (inv *Inventory) ConfirmTx(ctx context.Context, tx pgx.Tx, bookingID string
 	case flight.HoldSold:
 		return h, nil
 	case flight.HoldHeld:
+	case flight.HoldReleased:
+		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, flight.ErrHoldReleased)
 	default:
 		return flight.Hold{}, fmt.Errorf("confirm %s: hold is %s: %w", bookingID, h.Status, flight.ErrHoldNotFound)
 	}

@@ -150,11 +150,11 @@ func TestReleaseConfirmAndTombstone(t *testing.T) {
 	if c := counts(t, inv, f); c.Available != 8 || c.Held != 0 || c.Sold != 2 {
 		t.Errorf("after confirm and release: %+v", c)
 	}
-	if _, err := inv.Confirm(ctx, cancelled); err == nil {
-		t.Error("confirming a released hold succeeded")
+	if _, err := inv.Confirm(ctx, cancelled); !errors.Is(err, flight.ErrHoldReleased) {
+		t.Errorf("confirming a released hold: %v, want ErrHoldReleased", err)
 	}
-	if _, err := inv.Confirm(ctx, uuid.NewString()); err == nil {
-		t.Error("confirming an unknown hold succeeded")
+	if _, err := inv.Confirm(ctx, uuid.NewString()); !errors.Is(err, flight.ErrHoldNotFound) {
+		t.Errorf("confirming an unknown hold: %v, want ErrHoldNotFound", err)
 	}
 
 	// A release that overtakes its hold leaves a tombstone; the late hold is refused.
@@ -414,7 +414,7 @@ func TestConfirmRacesRelease(t *testing.T) {
 			switch {
 			case err == nil:
 				confirmed.Store(id, true)
-			case errors.Is(err, flight.ErrHoldNotFound):
+			case errors.Is(err, flight.ErrHoldReleased):
 				refused.Store(id, true)
 			default:
 				t.Error(err)
