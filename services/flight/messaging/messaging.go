@@ -38,6 +38,7 @@ type Handlers struct {
 	topo   events.Topology
 	notify func() // wakes the outbox relay after a commit
 	log    *slog.Logger
+	holds  *holdBatcher
 }
 
 // New returns the flight saga handlers. notify is called after each commit that queued a reply.
@@ -45,7 +46,9 @@ func New(pool *pgxpool.Pool, inv *postgres.Inventory, topo events.Topology, noti
 	if notify == nil {
 		notify = func() {}
 	}
-	return &Handlers{pool: pool, inv: inv, topo: topo, notify: notify, log: log}
+	h := &Handlers{pool: pool, inv: inv, topo: topo, notify: notify, log: log}
+	h.holds = newHoldBatcher(maxHoldBatch, h.holdBatch)
+	return h
 }
 
 // Register adds the three routes to r.
@@ -118,31 +121,55 @@ func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery
 	return nil
 }
 
-// Hold holds seats for a booking and replies SeatsHeld or SeatHoldRejected.
+// Hold holds seats for a booking and replies SeatsHeld or SeatHoldRejected. Holds for the
+// same flight that arrive while one is being decided are decided together in one transaction
+// (see holdBatcher); each delivery still gets its own inbox entry, outcome and reply.
 func (h *Handlers) Hold(ctx context.Context, d consumer.Delivery) error {
 	ev, err := decode[events.SeatHoldRequested](d)
 	if err != nil {
 		return err
 	}
-	log := h.log.With("booking_id", ev.BookingID, "flight_id", ev.FlightID, "msg_id", d.ID)
-	return h.handle(ctx, RouteHold, d, func(tx pgx.Tx) ([]events.Event, error) {
-		res, err := h.inv.HoldTx(ctx, tx, flight.HoldRequest{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: ev.Seats})
+	return h.holdBatched(ctx, d, ev)
+}
+
+// holdOne decides one hold in its own transaction.
+func (h *Handlers) holdOne(ctx context.Context, d consumer.Delivery, ev events.SeatHoldRequested) error {
+	var res flight.Hold
+	err := h.handle(ctx, RouteHold, d, func(tx pgx.Tx) (_ []events.Event, err error) {
+		res, err = h.inv.HoldTx(ctx, tx, flight.HoldRequest{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: ev.Seats})
 		if err != nil {
 			return nil, err
 		}
-		if res.Held() {
-			log.Info("seats held", "seats", res.Seats, "total", res.Total)
-			return []events.Event{events.SeatsHeld{
-				BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: res.Seats,
-				UnitPrice: res.UnitPrice, Total: res.Total, Currency: res.Currency,
-			}}, nil
-		}
-		log.Info("seat hold rejected", "reason", res.Reason)
-		return []events.Event{events.SeatHoldRejected{
-			BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: ev.Seats,
-			Reason: events.RejectReason(res.Reason), Detail: res.Detail,
-		}}, nil
+		return []events.Event{holdReply(ev, res)}, nil
 	})
+	if err == nil && res.Status != "" { // empty when the inbox said the message was done
+		h.logHold(d, ev, res)
+	}
+	return err
+}
+
+// holdReply is the reply to a hold request that had outcome res.
+func holdReply(ev events.SeatHoldRequested, res flight.Hold) events.Event {
+	if res.Held() {
+		return events.SeatsHeld{
+			BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: res.Seats,
+			UnitPrice: res.UnitPrice, Total: res.Total, Currency: res.Currency,
+		}
+	}
+	return events.SeatHoldRejected{
+		BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: ev.Seats,
+		Reason: events.RejectReason(res.Reason), Detail: res.Detail,
+	}
+}
+
+// logHold logs a committed hold outcome.
+func (h *Handlers) logHold(d consumer.Delivery, ev events.SeatHoldRequested, res flight.Hold) {
+	log := h.log.With("booking_id", ev.BookingID, "flight_id", ev.FlightID, "msg_id", d.ID)
+	if res.Held() {
+		log.Info("seats held", "seats", res.Seats, "total", res.Total)
+		return
+	}
+	log.Info("seat hold rejected", "reason", res.Reason)
 }
 
 // Release gives a booking's seats back and replies SeatsReleased.

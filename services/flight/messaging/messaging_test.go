@@ -32,17 +32,31 @@ type rig struct {
 	handlers *messaging.Handlers
 }
 
-// start runs the flight service's messaging side (relay + router) against fresh servers.
-func start(t *testing.T) *rig {
+// database returns a pool of at most maxConns connections (0: pgxpool's default) on a fresh,
+// migrated flight database.
+func database(t testing.TB, maxConns int32) *pgxpool.Pool {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	pool, err := pgxpool.New(ctx, testenv.Postgres(t))
+	cfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
+	testenv.Fatal(t, "parse url", err)
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	testenv.Fatal(t, "pool", err)
 	db := stdlib.OpenDBFromPool(pool)
-	testenv.Fatal(t, "migrate", migrate.Up(ctx, goose.DialectPostgres, db, os.DirFS("../postgres/migrations"), log))
-	db.Close()
+	defer db.Close()
+	testenv.Fatal(t, "migrate", migrate.Up(context.Background(), goose.DialectPostgres, db, os.DirFS("../postgres/migrations"), discard))
+	return pool
+}
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// start runs the flight service's messaging side (relay + router) against fresh servers.
+func start(t testing.TB) *rig {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log := discard
+	pool := database(t, 0)
 
 	url, ns := testenv.NATS(t)
 	nc, err := nats.Connect(url, nats.ReconnectBufSize(-1))
@@ -86,23 +100,30 @@ func start(t *testing.T) *rig {
 	return r
 }
 
-func (r *rig) seedFlight(t *testing.T, seats int) int64 {
+// seedFlight creates a flight with seats seats (and the catalogue it needs) and returns its id.
+// It can be called more than once on one database.
+func (r *rig) seedFlight(t testing.TB, seats int) int64 {
+	t.Helper()
+	return seedFlight(t, r.pool, seats)
+}
+
+func seedFlight(t testing.TB, pool *pgxpool.Pool, seats int) int64 {
 	t.Helper()
 	ctx := context.Background()
 	var city, plane, id int64
-	testenv.Fatal(t, "city", r.pool.QueryRow(ctx, `INSERT INTO cities (name, country) VALUES ('Delhi', 'IN') RETURNING id`).Scan(&city))
-	_, err := r.pool.Exec(ctx, `INSERT INTO airports (code, name, city_id) VALUES ('DEL', 'Delhi', $1), ('BOM', 'Mumbai', $1)`, city)
+	testenv.Fatal(t, "city", pool.QueryRow(ctx, `INSERT INTO cities (name, country) VALUES ($1, 'IN') RETURNING id`, "Delhi "+uuid.NewString()[:8]).Scan(&city))
+	_, err := pool.Exec(ctx, `INSERT INTO airports (code, name, city_id) VALUES ('DEL', 'Delhi', $1), ('BOM', 'Mumbai', $1) ON CONFLICT DO NOTHING`, city)
 	testenv.Fatal(t, "airports", err)
-	testenv.Fatal(t, "airplane", r.pool.QueryRow(ctx, `INSERT INTO airplanes (model, capacity) VALUES ('A320', $1) RETURNING id`, seats).Scan(&plane))
+	testenv.Fatal(t, "airplane", pool.QueryRow(ctx, `INSERT INTO airplanes (model, capacity) VALUES ('A320', $1) RETURNING id`, seats).Scan(&plane))
 	dep := time.Now().Add(72 * time.Hour)
-	testenv.Fatal(t, "flight", r.pool.QueryRow(ctx, `
+	testenv.Fatal(t, "flight", pool.QueryRow(ctx, `
 		INSERT INTO flights (flight_number, airplane_id, departure_airport, arrival_airport, departure_time, arrival_time,
 		                     fare_amount, currency, total_seats, available_seats)
 		VALUES ('AI101', $1, 'DEL', 'BOM', $2, $3, 500000, 'INR', $4, $4) RETURNING id`, plane, dep, dep.Add(2*time.Hour), seats).Scan(&id))
 	return id
 }
 
-func (r *rig) publish(t *testing.T, ev events.Event) events.Message {
+func (r *rig) publish(t testing.TB, ev events.Event) events.Message {
 	t.Helper()
 	m, err := r.booking.Encode(ev)
 	testenv.Fatal(t, "encode", err)

@@ -1,0 +1,43 @@
+package messaging
+
+import (
+	"context"
+
+	"github.com/flightbook/flightbook/consumer"
+	"github.com/flightbook/flightbook/events"
+)
+
+// Pending reports how many holds wait for flightID's next batch, and whether a batch of it is
+// running, so tests can line calls up into one batch without sleeping.
+func (h *Handlers) Pending(flightID int64) (queued int, busy bool) {
+	h.holds.mu.Lock()
+	defer h.holds.mu.Unlock()
+	q, busy := h.holds.queues[flightID]
+	if !busy {
+		return 0, false
+	}
+	return len(q.calls), true
+}
+
+// HoldAlone handles a hold the way Hold did before batching: one transaction per delivery.
+func (h *Handlers) HoldAlone(ctx context.Context, d consumer.Delivery) error {
+	ev, err := decode[events.SeatHoldRequested](d)
+	if err != nil {
+		return err
+	}
+	return h.holdOne(ctx, d, ev)
+}
+
+// HoldTogether decides ds as one batch, in one transaction, without the lone retry Hold falls
+// back to when a batch fails.
+func (h *Handlers) HoldTogether(ctx context.Context, ds []consumer.Delivery) error {
+	calls := make([]*holdCall, len(ds))
+	for i, d := range ds {
+		ev, err := decode[events.SeatHoldRequested](d)
+		if err != nil {
+			return err
+		}
+		calls[i] = &holdCall{ctx: ctx, d: d, ev: ev}
+	}
+	return h.holdBatch(ctx, calls)
+}
