@@ -1,0 +1,180 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// bookingTypes are the public events' CloudEvents types, short names for assertions.
+const (
+	typeHeld      = "dev.flightbook.booking.held.v1"
+	typeConfirmed = "dev.flightbook.booking.confirmed.v1"
+	typeRejected  = "dev.flightbook.booking.rejected.v1"
+	typeExpired   = "dev.flightbook.booking.expired.v1"
+	typeCancelled = "dev.flightbook.booking.cancelled.v1"
+)
+
+// TestBookingLifecycleOverHTTP books, pays, cancels and sells out through the two services'
+// REST APIs, and checks what a plain subscriber to booking.> sees.
+func TestBookingLifecycleOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := startE2E(t, e2eOptions{})
+	seen := s.publicEvents()
+	newFlight := s.catalogue()
+	f := newFlight(10)
+
+	// Book two seats and wait for the hold in the same request.
+	b := s.must(200, "booking", "POST", "/api/v1/bookings", "alice", fmt.Sprintf(`{"flight_id":%d,"seats":2}`, f),
+		"Prefer", "wait=10", "Idempotency-Key", "alice-1")
+	id := b.str("id")
+	if b.str("status") != "HELD" || b.num("total") != 840000 || b.str("currency") != "INR" || b.str("hold_expires_at") == "" {
+		t.Fatalf("booking after wait: %s", b.raw)
+	}
+	if _, avail, held, _ := s.seats(f); avail != 8 || held != 2 {
+		t.Fatalf("after the hold: available %d held %d", avail, held)
+	}
+	// Paying with the wrong amount is refused and changes nothing; the right amount confirms.
+	s.must(422, "booking", "POST", "/api/v1/bookings/"+id+"/payments", "alice",
+		`{"amount":1,"currency":"INR","card_token":"tok_success"}`, "Idempotency-Key", "alice-1-pay-wrong")
+	p := s.must(200, "booking", "POST", "/api/v1/bookings/"+id+"/payments", "alice",
+		`{"amount":840000,"currency":"INR","card_token":"tok_success"}`, "Idempotency-Key", "alice-1-pay")
+	if p.str("status") != "CONFIRMED" {
+		t.Fatalf("after payment: %s", p.raw)
+	}
+	s.await("the seats sold", func() bool { _, _, held, sold := s.seats(f); return held == 0 && sold == 2 })
+	s.await("BookingHeld and BookingConfirmed on booking.>", func() bool {
+		return slices.Equal(seen(id), []string{typeHeld, typeConfirmed})
+	})
+	// Paying again is a conflict, not a second charge.
+	s.must(409, "booking", "POST", "/api/v1/bookings/"+id+"/payments", "alice",
+		`{"amount":840000,"currency":"INR","card_token":"tok_success"}`, "Idempotency-Key", "alice-1-pay-again")
+	// Another user cannot see it.
+	s.must(404, "booking", "GET", "/api/v1/bookings/"+id, "mallory", "")
+
+	// Cancel the confirmed booking: refund recorded, seats back on sale.
+	c := s.must(200, "booking", "POST", "/api/v1/bookings/"+id+"/cancel", "alice", "", "Idempotency-Key", "alice-1-cancel")
+	if c.str("status") != "CANCELLED" {
+		t.Fatalf("after cancel: %s", c.raw)
+	}
+	s.await("the sold seats back on sale", func() bool { _, avail, _, sold := s.seats(f); return avail == 10 && sold == 0 })
+
+	// Cancel a held booking.
+	h := s.must(200, "booking", "POST", "/api/v1/bookings", "bob", fmt.Sprintf(`{"flight_id":%d,"seats":3}`, f),
+		"Prefer", "wait=10", "Idempotency-Key", "bob-1")
+	if h.str("status") != "HELD" {
+		t.Fatalf("bob's booking: %s", h.raw)
+	}
+	s.must(200, "booking", "POST", "/api/v1/bookings/"+h.str("id")+"/cancel", "bob", "", "Idempotency-Key", "bob-1-cancel")
+	s.await("the held seats back", func() bool { _, avail, held, _ := s.seats(f); return avail == 10 && held == 0 })
+	s.await("BookingCancelled on booking.>", func() bool {
+		return slices.Equal(seen(h.str("id")), []string{typeHeld, typeCancelled})
+	})
+	hist := s.must(200, "booking", "GET", "/api/v1/bookings/"+h.str("id")+"/history", "bob", "")
+	if len(hist.raw) == 0 || !slices.Contains(causes(hist), "seats_released") {
+		s.await("the release in the history", func() bool {
+			return slices.Contains(causes(s.must(200, "booking", "GET", "/api/v1/bookings/"+h.str("id")+"/history", "bob", "")), "seats_released")
+		})
+	}
+
+	// Sold out: more seats than the flight has left.
+	small := newFlight(2)
+	r := s.must(200, "booking", "POST", "/api/v1/bookings", "carol", fmt.Sprintf(`{"flight_id":%d,"seats":3}`, small),
+		"Prefer", "wait=10", "Idempotency-Key", "carol-1")
+	if r.str("status") != "REJECTED" || r.str("reject_reason") != "sold_out" {
+		t.Fatalf("booking 3 of 2 seats: %s", r.raw)
+	}
+	s.await("BookingRejected on booking.>", func() bool { return slices.Equal(seen(r.str("id")), []string{typeRejected}) })
+	if _, avail, held, _ := s.seats(small); avail != 2 || held != 0 {
+		t.Fatalf("a rejected booking changed the flight: available %d held %d", avail, held)
+	}
+}
+
+// causes lists the causes of a booking's history response.
+func causes(r response) []string {
+	var out []string
+	items, _ := r.body["items"].([]any)
+	for _, it := range items {
+		if m, ok := it.(map[string]any); ok {
+			c, _ := m["cause"].(string)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestHoldExpiresOverHTTP lets a hold run out: the booking ends EXPIRED, its seats go back,
+// and paying it afterwards is a 409.
+func TestHoldExpiresOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := startE2E(t, e2eOptions{env: []string{
+		"FLIGHTBOOK_BOOKING_HOLD_TTL=1s",
+		"FLIGHTBOOK_BOOKING_EXPIRY_INTERVAL=100ms",
+	}})
+	seen := s.publicEvents()
+	f := s.catalogue()(5)
+	b := s.must(200, "booking", "POST", "/api/v1/bookings", "dave", fmt.Sprintf(`{"flight_id":%d,"seats":2}`, f),
+		"Prefer", "wait=10", "Idempotency-Key", "dave-1")
+	id := b.str("id")
+	if b.str("status") != "HELD" {
+		t.Fatalf("booking: %s", b.raw)
+	}
+	s.await("EXPIRED", func() bool { return s.booking("dave", id).str("status") == "EXPIRED" })
+	s.await("the seats back", func() bool { _, avail, held, _ := s.seats(f); return avail == 5 && held == 0 })
+	s.await("BookingExpired on booking.>", func() bool { return slices.Equal(seen(id), []string{typeHeld, typeExpired}) })
+	p := s.must(409, "booking", "POST", "/api/v1/bookings/"+id+"/payments", "dave",
+		`{"amount":840000,"currency":"INR","card_token":"tok_success"}`, "Idempotency-Key", "dave-1-pay")
+	if p.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("payment after expiry answered %s with %q", p.raw, p.header.Get("Content-Type"))
+	}
+	if got := s.booking("dave", id).str("status"); got != "EXPIRED" {
+		t.Fatalf("after the refused payment the booking is %s", got)
+	}
+}
+
+// TestBurstOverHTTP sends 500 single-seat bookings at once for a 100-seat flight: exactly 100
+// are held, 400 rejected, none left pending, and the flight's counters agree.
+func TestBurstOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := startE2E(t, e2eOptions{})
+	f := s.catalogue()(100)
+	const n = 500
+	ids := make([]string, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			r, err := s.call("booking", "POST", "/api/v1/bookings", fmt.Sprintf("user%d", i),
+				fmt.Sprintf(`{"flight_id":%d,"seats":1}`, f), "Idempotency-Key", fmt.Sprintf("burst-%d", i))
+			if err != nil || r.status != 202 && r.status != 200 {
+				failed.Add(1)
+				t.Errorf("booking %d: %v %d %s", i, err, r.status, r.raw)
+				return
+			}
+			ids[i] = r.str("id")
+		})
+	}
+	close(start)
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.FailNow()
+	}
+	count := func() map[string]int {
+		n := map[string]int{}
+		for i, id := range ids {
+			n[s.booking(fmt.Sprintf("user%d", i), id).str("status")]++
+		}
+		return n
+	}
+	s.await("no booking PENDING", func() bool { return count()["PENDING"] == 0 })
+	if got := count(); got["HELD"] != 100 || got["REJECTED"] != 400 || len(got) != 2 {
+		t.Fatalf("statuses %v, want 100 HELD and 400 REJECTED", got)
+	}
+	if total, avail, held, sold := s.seats(f); total != 100 || avail != 0 || held != 100 || sold != 0 {
+		t.Fatalf("flight seats total %d available %d held %d sold %d", total, avail, held, sold)
+	}
+}
