@@ -1,13 +1,13 @@
 package messaging
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -193,31 +193,24 @@ func (h *Handlers) holdBatched(ctx context.Context, d consumer.Delivery, ev even
 // already processed, including a second delivery of one in the same batch, are claimed
 // without effect and get no second reply. If it fails, nothing of the batch is written.
 func (h *Handlers) holdBatch(ctx context.Context, calls []*holdCall) error {
-	// Claims go in message id order: two batches (in two replicas) sharing messages then
-	// wait for each other's claims in one direction only, and every transaction claims
-	// before it locks the flight row, so no cycle of waits can form.
-	order := make([]*holdCall, len(calls))
-	copy(order, calls)
-	slices.SortStableFunc(order, func(a, b *holdCall) int { return cmp.Compare(a.d.ID, b.d.ID) })
-
+	ids := make([]string, len(calls))
+	for i, c := range calls {
+		ids[i] = c.d.ID
+	}
 	var (
 		fresh []*holdCall // claimed for the first time, in arrival order
 		held  []flight.Hold
 	)
 	err := postgres.InTx(ctx, h.pool, func(tx pgx.Tx) error {
-		first := make(map[*holdCall]bool, len(calls))
-		for _, c := range order {
-			ok, err := inbox.ClaimPostgres(ctx, tx, events.ServiceFlight+"."+RouteHold, c.d.ID)
-			if err != nil {
-				return err
-			}
-			first[c] = ok
+		first, err := claimAll(ctx, tx, events.ServiceFlight+"."+RouteHold, ids)
+		if err != nil {
+			return err
 		}
 		// Arrival order, not id order, decides who gets the last seats.
 		fresh, held = fresh[:0], nil
 		reqs := make([]flight.HoldRequest, 0, len(calls))
-		for _, c := range calls {
-			if first[c] {
+		for i, c := range calls {
+			if first[i] {
 				fresh = append(fresh, c)
 				reqs = append(reqs, flight.HoldRequest{BookingID: c.ev.BookingID, FlightID: c.ev.FlightID, Seats: c.ev.Seats})
 			}
@@ -254,4 +247,51 @@ func (h *Handlers) holdBatch(ctx context.Context, calls []*holdCall) error {
 		h.notify()
 	}
 	return nil
+}
+
+// claimAll is inbox.ClaimPostgres for many messages in one statement: it records in tx that
+// consumer processed each of msgIDs and reports, per id, whether this was the first time. An id
+// that appears twice is first only at its first appearance. Claiming a batch's messages one
+// statement each cost more than the rest of the batch together (about 80µs a round trip, 5 ms
+// for 64 messages, measured with BenchmarkHoldHandler), which is why the batch does not call
+// ClaimPostgres in a loop.
+//
+// It belongs in package inbox beside ClaimPostgres; until it moves there it checks ids against
+// the same limits, so a message the inbox would refuse is refused here too, with
+// inbox.ErrInvalid.
+func claimAll(ctx context.Context, tx pgx.Tx, consumer string, msgIDs []string) ([]bool, error) {
+	const maxMsgID = 255 // inbox's limit: the MySQL column's size, applied to both databases
+	for _, id := range msgIDs {
+		if id == "" || utf8.RuneCountInString(id) > maxMsgID {
+			return nil, fmt.Errorf("%w: message id %q: must be 1 to %d characters", inbox.ErrInvalid, id, maxMsgID)
+		}
+	}
+	// Ids go in sorted order: two transactions (in two replicas) claiming overlapping sets
+	// then wait for each other's rows in one direction only, and every transaction claims
+	// before it locks the flight row, so no cycle of waits can form.
+	sorted := slices.Clone(msgIDs)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	rows, err := tx.Query(ctx, `
+		INSERT INTO inbox (consumer, msg_id)
+		SELECT $1, id FROM unnest($2::text[]) WITH ORDINALITY AS m(id, n) ORDER BY n
+		ON CONFLICT (consumer, msg_id) DO NOTHING
+		RETURNING msg_id`, consumer, sorted)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: claim %d messages for %s: %w", len(sorted), consumer, err)
+	}
+	claimed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("inbox: claim %d messages for %s: %w", len(sorted), consumer, err)
+	}
+	fresh := make(map[string]bool, len(claimed))
+	for _, id := range claimed {
+		fresh[id] = true
+	}
+	first := make([]bool, len(msgIDs))
+	for i, id := range msgIDs {
+		first[i] = fresh[id]
+		delete(fresh, id) // a second appearance is a redelivery of the first
+	}
+	return first, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,32 +145,41 @@ func TestHoldBatchesOnAHotFlight(t *testing.T) {
 	r.audit(t, f)
 }
 
-// TestHoldBatchFailureWritesNothing: when one message makes a batch's transaction fail, the
-// holds, claims and replies of the whole batch are rolled back.
+// TestHoldBatchFailureWritesNothing: when a batch's transaction fails after it has claimed the
+// messages and held the seats (here the outbox refuses the replies), the claims, holds and
+// seat counts of the whole batch are rolled back. A batch that repeats a message, and a batch
+// of redeliveries, change nothing twice.
 func TestHoldBatchFailureWritesNothing(t *testing.T) {
 	t.Parallel()
 	r := start(t)
 	f := r.seedFlight(t, 10)
+	ctx := context.Background()
 	var ds []consumer.Delivery
 	for range 5 {
 		ds = append(ds, r.holdDelivery(t, f))
 	}
-	bad := r.holdDelivery(t, f)
-	bad.ID = strings.Repeat("z", 300) // longer than the inbox takes; claimed last, after the others
-	ds = append(ds, bad)
-
-	err := r.handlers.HoldTogether(context.Background(), ds)
-	if !errors.Is(err, inbox.ErrInvalid) {
-		t.Fatalf("batch with a bad message id: %v, want inbox.ErrInvalid", err)
+	_, err := r.pool.Exec(ctx, `ALTER TABLE outbox ADD CONSTRAINT refuse_all CHECK (false) NOT VALID`)
+	testenv.Fatal(t, "break outbox", err)
+	err = r.handlers.HoldTogether(ctx, ds)
+	if pgErr := (*pgconn.PgError)(nil); !errors.As(err, &pgErr) || pgErr.ConstraintName != "refuse_all" {
+		t.Fatalf("batch with the outbox refusing: %v, want the outbox's refusal", err)
 	}
 	if holds, claims, replies := r.written(t); holds+claims+replies != 0 {
 		t.Fatalf("failed batch left %d holds, %d claims, %d replies", holds, claims, replies)
 	}
-	if err := r.handlers.HoldTogether(context.Background(), ds[:5]); err != nil {
-		t.Fatalf("batch without the bad message: %v", err)
+	if c, err := postgres.NewInventory(r.pool).SeatCounts(ctx, f); err != nil || c.Available != 10 {
+		t.Fatalf("failed batch left seats %+v (%v), want 10 available", c, err)
 	}
+
+	_, err = r.pool.Exec(ctx, `ALTER TABLE outbox DROP CONSTRAINT refuse_all`)
+	testenv.Fatal(t, "mend outbox", err)
+	testenv.Fatal(t, "batch with repeats", r.handlers.HoldTogether(ctx, append(slices.Clone(ds), ds[0], ds[3])))
 	if holds, claims, replies := r.written(t); holds != 5 || claims != 5 || replies != 5 {
-		t.Fatalf("batch of 5 wrote %d holds, %d claims, %d replies", holds, claims, replies)
+		t.Fatalf("batch of 5 (2 repeated) wrote %d holds, %d claims, %d replies; want 5 each", holds, claims, replies)
+	}
+	testenv.Fatal(t, "batch of redeliveries", r.handlers.HoldTogether(ctx, ds))
+	if holds, claims, replies := r.written(t); holds != 5 || claims != 5 || replies != 5 {
+		t.Fatalf("redelivered batch: %d holds, %d claims, %d replies; want 5 each", holds, claims, replies)
 	}
 	r.audit(t, f)
 }
