@@ -3,6 +3,7 @@
 //	flightbook dev        run the system in one process with an embedded NATS server
 //	flightbook flight     run the flight service (catalogue, search, seat inventory)
 //	flightbook token      print a bearer token signed with the configured secret
+//	flightbook dlq        list, show, redrive or purge dead-lettered messages
 //
 // Settings come from FLIGHTBOOK_* environment variables; `flightbook <command> --help` lists
 // the ones a command reads.
@@ -43,6 +44,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"booking":  {"run the booking service (bookings, payments, the saga, hold expiry) on MySQL/MariaDB", runBooking},
+		"dlq":      {"inspect, redrive or purge dead-lettered messages: flightbook dlq --help", runDLQ},
 		"dev":      {"run the system in one process with an embedded NATS server, seeding a demo catalogue", runDev},
 		"flight":   {"run the flight service (catalogue, search, seat inventory) on PostgreSQL", runFlight},
 		"token":    {"print a bearer token: flightbook token --user U [--role admin] [--ttl 24h]", runToken},
