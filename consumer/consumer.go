@@ -208,11 +208,12 @@ type Router struct {
 	cfg       Config
 	log       *slog.Logger
 
-	mu      sync.Mutex
-	routes  []Route
-	errs    []error
-	started bool
-	running chan struct{}
+	mu          sync.Mutex
+	routes      []Route
+	errs        []error
+	started     bool
+	running     chan struct{}
+	runningOnce sync.Once
 }
 
 // New returns a Router consuming for service (which names its queue group and durables) with
@@ -291,6 +292,17 @@ func (r *Router) Route(name string) (Route, bool) {
 // before that, so wait on it together with Run's result.
 func (r *Router) Running() <-chan struct{} { return r.running }
 
+// Ready reports an error until every route has been subscribed once: a readiness check, so
+// that a replica takes traffic only once it also consumes its replies.
+func (r *Router) Ready(context.Context) error {
+	select {
+	case <-r.running:
+		return nil
+	default:
+		return errors.New("consumer routes not subscribed yet")
+	}
+}
+
 // ConsumerConfig is the durable consumer the router creates for route: a push consumer with
 // explicit acks delivering to the service's queue group from the start of the stream (a new
 // consumer must not miss what was published before it first ran).
@@ -329,7 +341,9 @@ func (r *Router) EnsureConsumers(ctx context.Context) error {
 // Run creates the durable consumers, subscribes every route and handles messages until ctx is
 // cancelled. It then stops taking messages, lets the handlers finish what they hold (up to
 // AckWait; messages not acked by then are redelivered later, to this replica or another) and
-// returns nil. It returns an error if the routes cannot be set up or the router stops by itself.
+// returns nil. Setting the routes up is retried with backoff while it fails (NATS down or
+// restarting), so a broker outage at start-up does not stop the service. It returns an error if
+// the routes are invalid or the router stops by itself.
 func (r *Router) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.started {
@@ -346,8 +360,30 @@ func (r *Router) Run(ctx context.Context) error {
 	if len(routes) == 0 {
 		return errors.New("consumer: no routes")
 	}
+	// A broker that is down or restarting when the service starts (or while it subscribes)
+	// must not stop the service: setting up is retried until it works or ctx ends.
+	for failures := 0; ; failures++ {
+		err := r.run(ctx, routes)
+		if !errors.Is(err, errSetup) || ctx.Err() != nil {
+			return err
+		}
+		wait := min(250*time.Millisecond<<min(failures, 5), 5*time.Second)
+		r.log.Warn("consumer: setting up the routes failed; retrying", "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// errSetup marks the errors of setting routes up, which Run retries.
+var errSetup = errors.New("consumer: setting up")
+
+// run sets the routes up and handles messages until ctx is cancelled, then drains.
+func (r *Router) run(ctx context.Context, routes []Route) error {
 	if err := r.EnsureConsumers(ctx); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errSetup, err)
 	}
 
 	wlog := watermillLogger{watermill.NewSlogLoggerWithLevelMapping(r.log.With("component", "watermill"),
@@ -365,12 +401,12 @@ func (r *Router) Run(ctx context.Context) error {
 	for _, route := range routes {
 		c, err := r.connect(route)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", errSetup, err)
 		}
 		conns = append(conns, c)
 		sub, err := wmnats.NewSubscriberWithNatsConn(c.nc, r.subscriberConfig(route), wlog)
 		if err != nil {
-			return fmt.Errorf("consumer: route %s: subscriber: %w", route.Name, err)
+			return fmt.Errorf("%w: route %s: subscriber: %w", errSetup, route.Name, err)
 		}
 		wr.AddConsumerHandler(route.Name, route.Subject, sub, r.handle(route))
 	}
@@ -382,10 +418,10 @@ func (r *Router) Run(ctx context.Context) error {
 	go func() { done <- wr.Run(context.WithoutCancel(ctx)) }()
 	select {
 	case <-wr.Running():
-		close(r.running)
+		r.runningOnce.Do(func() { close(r.running) })
 		r.log.Info("consuming", "routes", len(routes), "concurrency", r.cfg.Concurrency)
 	case err := <-done:
-		return fmt.Errorf("consumer: start: %w", err)
+		return fmt.Errorf("%w: start: %w", errSetup, err)
 	case <-ctx.Done():
 	}
 

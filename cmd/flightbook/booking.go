@@ -103,7 +103,11 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	messaging.New(store, topo, log).Register(router)
 
 	engine := web.NewEngine(log)
-	web.Health(engine, web.Check{Name: "mysql", Check: store.Ping}, web.Check{Name: "nats", Check: natsReady(nc)})
+	web.Health(engine,
+		web.Check{Name: "mysql", Check: store.Ping},
+		web.Check{Name: "nats", Check: natsReady(nc)},
+		web.Check{Name: "consumers", Check: router.Ready},
+	)
 	bookingapi.Routes(engine, bookingapi.Deps{
 		Store:   store,
 		Keys:    mysql.NewKeys(db, cfg.KeyStaleAfter),

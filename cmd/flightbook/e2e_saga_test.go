@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // bookingTypes are the public events' CloudEvents types, short names for assertions.
@@ -176,5 +177,84 @@ func TestBurstOverHTTP(t *testing.T) {
 	}
 	if total, avail, held, sold := s.seats(f); total != 100 || avail != 0 || held != 100 || sold != 0 {
 		t.Fatalf("flight seats total %d available %d held %d sold %d", total, avail, held, sold)
+	}
+}
+
+// TestCrashesMidBurstOverHTTP books 300 single seats on a 100-seat flight from 16 clients
+// while the booking service is killed with SIGKILL and restarted, then the flight service,
+// then NATS. Clients retry a failed request with the same Idempotency-Key, as the API asks.
+// Every booking must reach HELD or REJECTED, each client must own exactly one booking, and
+// the flight must have exactly 100 seats held and none lost.
+func TestCrashesMidBurstOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := startE2E(t, e2eOptions{embedNATS: true})
+	f := s.catalogue()(100)
+	const n, clients = 300, 16
+	ids := make([]string, n)
+	work := make(chan int)
+	var accepted atomic.Int32
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for i := range work {
+				deadline := time.Now().Add(2 * time.Minute)
+				for {
+					r, err := s.call("booking", "POST", "/api/v1/bookings", fmt.Sprintf("crash%d", i),
+						fmt.Sprintf(`{"flight_id":%d,"seats":1}`, f), "Idempotency-Key", fmt.Sprintf("crash-%d", i))
+					if err == nil && (r.status == 202 || r.status == 200) {
+						ids[i] = r.str("id")
+						accepted.Add(1)
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("booking %d not accepted within 2 minutes: %v %d %s", i, err, r.status, r.raw)
+						break
+					}
+					time.Sleep(20 * time.Millisecond) // the service is restarting
+				}
+			}
+		})
+	}
+	go func() {
+		for i := range n {
+			work <- i
+		}
+		close(work)
+	}()
+	waitAccepted := func(k int32) {
+		s.await(fmt.Sprintf("%d bookings accepted", k), func() bool { return accepted.Load() >= k })
+	}
+	waitAccepted(50)
+	s.kill("booking")
+	s.start("booking")
+	waitAccepted(120)
+	s.kill("flight")
+	s.start("flight")
+	waitAccepted(200)
+	s.restartNATS()
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	statuses := func() map[string]int {
+		got := map[string]int{}
+		for i, id := range ids {
+			got[s.booking(fmt.Sprintf("crash%d", i), id).str("status")]++
+		}
+		return got
+	}
+	s.await("every booking out of PENDING", func() bool { return statuses()["PENDING"] == 0 })
+	if got := statuses(); got["HELD"] != 100 || got["REJECTED"] != 200 || len(got) != 2 {
+		t.Errorf("statuses %v, want 100 HELD and 200 REJECTED", got)
+	}
+	if total, avail, held, sold := s.seats(f); total != 100 || avail != 0 || held != 100 || sold != 0 {
+		t.Errorf("flight seats total %d available %d held %d sold %d", total, avail, held, sold)
+	}
+	for i := range n {
+		list := s.must(200, "booking", "GET", "/api/v1/bookings", fmt.Sprintf("crash%d", i), "")
+		if items, _ := list.body["items"].([]any); len(items) != 1 {
+			t.Fatalf("client %d owns %d bookings after retrying through the crashes, want 1: %s", i, len(items), list.raw)
+		}
 	}
 }

@@ -95,6 +95,7 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 	web.Health(engine,
 		web.Check{Name: "postgres", Check: catalog.Ping},
 		web.Check{Name: "nats", Check: natsReady(nc)},
+		web.Check{Name: "consumers", Check: router.Ready},
 	)
 	api.Routes(engine, catalog, authn)
 
