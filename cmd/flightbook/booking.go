@@ -19,6 +19,7 @@ import (
 	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 	bookingapi "github.com/flightbook/flightbook/services/booking/api"
+	"github.com/flightbook/flightbook/services/booking/flights"
 	"github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
 	"github.com/flightbook/flightbook/web"
@@ -35,6 +36,7 @@ type bookingConfig struct {
 	ExpiryBatch    int           `envconfig:"BOOKING_EXPIRY_BATCH" default:"100" desc:"bookings the expiry scheduler claims at a time"`
 	KeyStaleAfter  time.Duration `envconfig:"BOOKING_IDEMPOTENCY_STALE_AFTER" default:"2m" desc:"after this long an unfinished request's Idempotency-Key may be taken over by a retry"`
 	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	Flights        flights.Config `envconfig:"FLIGHT"`
 	NATS           natsConfig
 	Streams        events.StreamConfig
 	Auth           auth.Config
@@ -114,6 +116,7 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 		Gateway: booking.NewFakeGateway(),
 		Auth:    authn,
 		Notify:  relay.Notify,
+		Flights: flights.New(cfg.Flights, log),
 	})
 	log.Warn("payments go to the fake gateway: tok_success pays, tok_decline is declined, tok_timeout times out after charging")
 

@@ -67,6 +67,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("dev: booking service listen on %s: %w", bcfg.HTTPAddr, err)
 	}
+	if os.Getenv("FLIGHTBOOK_FLIGHT_SERVICE_URL") == "" {
+		bcfg.Flights.URL = "http://" + ln.Addr().String()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveFlight(gctx, cfg, ln, log) })
 	g.Go(func() error { return serveBooking(gctx, bcfg, bln, log) })

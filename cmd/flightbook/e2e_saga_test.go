@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -90,6 +91,52 @@ func TestBookingLifecycleOverHTTP(t *testing.T) {
 	s.await("BookingRejected on booking.>", func() bool { return slices.Equal(seen(r.str("id")), []string{typeRejected}) })
 	if _, avail, held, _ := s.seats(small); avail != 2 || held != 0 {
 		t.Fatalf("a rejected booking changed the flight: available %d held %d", avail, held)
+	}
+}
+
+// TestBadBookingsOverHTTP sends bookings the services must refuse before writing anything:
+// each gets a problem+json naming the wrong field, and the user owns no booking afterwards.
+func TestBadBookingsOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := startE2E(t, e2eOptions{})
+	newFlight := s.catalogue()
+	open, cancelled := newFlight(10), newFlight(10)
+	s.must(200, "flight", "POST", fmt.Sprintf("/api/v1/flights/%d/cancel", cancelled), "ops", "")
+	tests := []struct {
+		name, body string
+		status     int
+		field      string
+	}{
+		{"unknown flight", `{"flight_id":999999,"seats":1}`, 422, "flight_id"},
+		{"cancelled flight", fmt.Sprintf(`{"flight_id":%d,"seats":1}`, cancelled), 422, "flight_id"},
+		{"zero seats", fmt.Sprintf(`{"flight_id":%d,"seats":0}`, open), 422, "seats"},
+		{"100 seats", fmt.Sprintf(`{"flight_id":%d,"seats":100}`, open), 422, "seats"},
+		{"seats as text", fmt.Sprintf(`{"flight_id":%d,"seats":"two"}`, open), 422, "seats"},
+		{"malformed", `{"flight_id":`, 400, ""},
+		{"huge", `{"flight_id":1,"seats":1,"pad":"` + strings.Repeat("x", 1<<20) + `"}`, 413, ""},
+	}
+	for i, tc := range tests {
+		r := s.must(tc.status, "booking", "POST", "/api/v1/bookings", "erin", tc.body, "Idempotency-Key", fmt.Sprintf("bad-%d", i))
+		if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+			t.Errorf("%s: content type %q", tc.name, ct)
+		}
+		if tc.field != "" {
+			errs, _ := r.body["errors"].([]any)
+			if len(errs) != 1 || errs[0].(map[string]any)["field"] != tc.field {
+				t.Errorf("%s: %s, want one error naming %s", tc.name, r.raw, tc.field)
+			}
+		}
+	}
+	if list := s.must(200, "booking", "GET", "/api/v1/bookings", "erin", ""); len(list.body["items"].([]any)) != 0 {
+		t.Fatalf("refused bookings were written: %s", list.raw)
+	}
+	// Another user's booking is not found, not forbidden: its existence is not disclosed.
+	b := s.must(200, "booking", "POST", "/api/v1/bookings", "frank", fmt.Sprintf(`{"flight_id":%d,"seats":1}`, open),
+		"Prefer", "wait=10", "Idempotency-Key", "frank-1")
+	s.must(404, "booking", "GET", "/api/v1/bookings/"+b.str("id"), "erin", "")
+	s.must(404, "booking", "POST", "/api/v1/bookings/"+b.str("id")+"/cancel", "erin", "", "Idempotency-Key", "erin-cancel")
+	if got := s.booking("frank", b.str("id")).str("status"); got != "HELD" {
+		t.Fatalf("frank's booking is %s after erin's attempt to cancel it", got)
 	}
 }
 

@@ -91,6 +91,7 @@ func startE2E(t *testing.T, opts e2eOptions) *e2eSystem {
 		"FLIGHTBOOK_NATS_NAMESPACE=" + s.namespace,
 		"FLIGHTBOOK_FLIGHT_HTTP_ADDR=" + s.addrs["flight"],
 		"FLIGHTBOOK_BOOKING_HTTP_ADDR=" + s.addrs["booking"],
+		"FLIGHTBOOK_FLIGHT_SERVICE_URL=http://" + s.addrs["flight"],
 		"FLIGHTBOOK_OUTBOX_LOCK_NAME=" + "e2e-" + filepath.Base(s.dir),
 	}, opts.env...)
 	authn, err := auth.New(auth.Config{Secret: auth.DevSecret, Issuer: "flightbook"}, nil)
