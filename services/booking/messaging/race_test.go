@@ -1,0 +1,71 @@
+package messaging_test
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flightbook/flightbook/services/booking"
+	"github.com/flightbook/flightbook/services/booking/mysql"
+	"github.com/flightbook/flightbook/testenv"
+)
+
+// TestPaymentRacesExpiryThroughTheSaga holds 200 bookings, then pays and expires each at the
+// same instant (the payer's clock just before the hold's end, the expirer's just after, so
+// either may win). Each booking must end CONFIRMED with its seat sold on the flight, or
+// EXPIRED with its seat back on sale: never both, never neither.
+func TestPaymentRacesExpiryThroughTheSaga(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	ttl := 10 * time.Minute
+	s := start(t, booking.Rules{HoldTTL: ttl, PendingTimeout: 2 * time.Minute})
+	ctx := context.Background()
+	f := s.flight(t, n)
+	ids := make([]string, n)
+	for i := range ids {
+		b, err := s.bookings.Create(ctx, "racer", f, 1)
+		testenv.Fatal(t, "create", err)
+		ids[i] = b.ID
+	}
+	await(t, "every booking HELD", func() bool { return statuses(t, s, ids)[booking.Held] == n })
+
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for _, id := range ids {
+		b, err := s.bookings.Get(ctx, id)
+		testenv.Fatal(t, "get", err)
+		end := b.HoldExpiresAt
+		payer := s.bookings.WithClock(func() time.Time { return end.Add(-time.Microsecond) })
+		expirer := s.bookings.WithClock(func() time.Time { return end })
+		wg.Go(func() {
+			<-gate
+			p, err := mysql.NewPayment(id, booking.PaymentResult{Ref: "ch_" + id, Amount: b.Total, Currency: b.Currency})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			// Losing to the expiry is an expected outcome here.
+			_ = mysql.InTx(ctx, s.bookings.DB(), func(tx *sql.Tx) error { _, err := payer.ConfirmPaymentTx(ctx, tx, p); return err })
+		})
+		wg.Go(func() {
+			<-gate
+			if _, err := expirer.Expire(ctx, id); err != nil {
+				t.Errorf("expire %s: %v", id, err)
+			}
+		})
+	}
+	close(gate)
+	wg.Wait()
+
+	got := statuses(t, s, ids)
+	if got[booking.Confirmed]+got[booking.Expired] != n {
+		t.Fatalf("statuses %v: every booking must end CONFIRMED or EXPIRED", got)
+	}
+	await(t, "the flight to agree with the bookings", func() bool {
+		avail, held, sold := s.seats(t, f)
+		return held == 0 && sold == got[booking.Confirmed] && avail == got[booking.Expired]
+	})
+	t.Logf("%d confirmed, %d expired", got[booking.Confirmed], got[booking.Expired])
+}
