@@ -41,9 +41,8 @@ func TestMain(m *testing.M) {
 
 // e2eOptions change the system a test starts.
 type e2eOptions struct {
-	env        []string // extra FLIGHTBOOK_* settings for both services
-	embedNATS  bool     // run NATS in the test process, so the test can stop and restart it
-	noParallel bool
+	env       []string // extra FLIGHTBOOK_* settings for both services
+	embedNATS bool     // run NATS in the test process, so the test can stop and restart it
 }
 
 // e2eSystem is the two services as processes, their settings, and tokens to call them with.

@@ -56,8 +56,8 @@ func (r *rig) audit(t *testing.T, flightID int64) {
 // lineUp makes the deliveries ds one batch: it locks the flight row, lets an opening hold
 // start a batch that waits for the lock, hands ds to Hold while that batch waits, so that
 // they queue behind it, and lets go of the lock once all of them are queued. It returns
-// the opening hold's error and the error each of ds got, in order.
-func (r *rig) lineUp(t *testing.T, flightID int64, ds []consumer.Delivery, ctxs ...context.Context) (error, []error) {
+// the error each of ds got, in order, and the opening hold's error.
+func (r *rig) lineUp(t *testing.T, flightID int64, ds []consumer.Delivery, ctxs ...context.Context) (errs []error, opening error) {
 	t.Helper()
 	ctx := context.Background()
 	gate, err := r.pool.Begin(ctx)
@@ -71,7 +71,7 @@ func (r *rig) lineUp(t *testing.T, flightID int64, ds []consumer.Delivery, ctxs 
 	require.Eventually(t, func() bool { q, busy := r.handlers.Pending(flightID); return busy && q == 0 }, 10*time.Second, time.Millisecond,
 		"the opening hold's batch did not start")
 
-	errs := make([]error, len(ds))
+	errs = make([]error, len(ds))
 	var wg sync.WaitGroup
 	for i, d := range ds {
 		c := ctx
@@ -84,7 +84,7 @@ func (r *rig) lineUp(t *testing.T, flightID int64, ds []consumer.Delivery, ctxs 
 		"the holds did not queue behind the running batch")
 	testenv.Fatal(t, "release flight", gate.Rollback(ctx))
 	wg.Wait()
-	return <-opened, errs
+	return errs, <-opened
 }
 
 // TestHoldBatchesOnAHotFlight is a sell-out: 300 bookings want the 100 seats of one flight,
@@ -199,7 +199,7 @@ func TestHoldBatchFailsForEveryCaller(t *testing.T) {
 	for range 6 {
 		ds = append(ds, r.holdDelivery(t, f))
 	}
-	opening, errs := r.lineUp(t, f, ds)
+	errs, opening := r.lineUp(t, f, ds)
 	for i, err := range append([]error{opening}, errs...) {
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.ConstraintName != "refuse_all" {
@@ -237,7 +237,7 @@ func TestHoldBatchIsolatesABadMessage(t *testing.T) {
 	bad.ID = strings.Repeat("z", 300)
 	ds = append(ds[:2], append([]consumer.Delivery{bad}, ds[2:]...)...)
 
-	opening, errs := r.lineUp(t, f, ds)
+	errs, opening := r.lineUp(t, f, ds)
 	testenv.Fatal(t, "opening hold", opening)
 	for i, err := range errs {
 		switch {
