@@ -26,6 +26,7 @@ import (
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg flightConfig
 	var bcfg bookingConfig
+	var dcfg debugConfig
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data", "data", "directory for the embedded NATS server's JetStream store")
@@ -33,6 +34,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "usage: flightbook dev [--data DIR]\n\nRuns the flight and booking services with an embedded NATS JetStream server, seeding a demo catalogue on first start.\nSettings (environment):")
 		_ = config.Usage(stderr, &cfg)
 		_ = config.Usage(stderr, &bcfg)
+		_ = config.Usage(stderr, &dcfg)
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -41,6 +43,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if err := config.Load(&bcfg); err != nil {
+		return err
+	}
+	if err := config.Load(&dcfg); err != nil {
 		return err
 	}
 	log, err := loggerFor(stderr, cfg.LogLevel)
@@ -73,6 +78,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveFlight(gctx, cfg, ln, log) })
 	g.Go(func() error { return serveBooking(gctx, bcfg, bln, log) })
+	g.Go(func() error { return serveDebug(gctx, dcfg, log) })
 	g.Go(func() error { return seedDemo(gctx, cfg, ln.Addr().String(), bln.Addr().String(), stdout, log) })
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
