@@ -17,7 +17,12 @@ type Check struct {
 // Health registers /healthz (the process serves HTTP) and /readyz (every check passes within
 // two seconds). /readyz answers 503 naming each failing dependency, so a load balancer stops
 // sending traffic and an operator sees why.
-func Health(r gin.IRouter, checks ...Check) {
+func Health(r gin.IRouter, checks ...Check) { HealthWithDetail(r, nil, checks...) }
+
+// HealthWithDetail is Health with detail's answer added to /readyz under "detail": figures for
+// operators and tools (queue lag, dead letters). A detail that fails is reported under
+// "detail_error" and does not make the service unready: readiness is the checks' alone.
+func HealthWithDetail(r gin.IRouter, detail func(context.Context) (any, error), checks ...Check) {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
@@ -32,6 +37,14 @@ func Health(r gin.IRouter, checks ...Check) {
 			}
 			results[ch.Name] = "ok"
 		}
-		c.JSON(code, gin.H{"status": status, "checks": results})
+		body := gin.H{"status": status, "checks": results}
+		if detail != nil {
+			d, err := detail(ctx)
+			body["detail"] = d
+			if err != nil {
+				body["detail_error"] = err.Error()
+			}
+		}
+		c.JSON(code, body)
 	})
 }

@@ -105,7 +105,7 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	messaging.New(store, topo, log).Register(router)
 
 	engine := web.NewEngine(log)
-	web.Health(engine,
+	web.HealthWithDetail(engine, messagingStatus(js, relay, router, topo, events.ServiceBooking),
 		web.Check{Name: "mysql", Check: store.Ping},
 		web.Check{Name: "nats", Check: natsReady(nc)},
 		web.Check{Name: "consumers", Check: router.Ready},

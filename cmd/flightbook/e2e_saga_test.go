@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -8,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flightbook/flightbook/testenv"
 )
 
 // bookingTypes are the public events' CloudEvents types, short names for assertions.
@@ -137,6 +142,51 @@ func TestBadBookingsOverHTTP(t *testing.T) {
 	s.must(404, "booking", "POST", "/api/v1/bookings/"+b.str("id")+"/cancel", "erin", "", "Idempotency-Key", "erin-cancel")
 	if got := s.booking("frank", b.str("id")).str("status"); got != "HELD" {
 		t.Fatalf("frank's booking is %s after erin's attempt to cancel it", got)
+	}
+}
+
+// TestStatusOverHTTP reads both services' /readyz detail through `flightbook status`: every
+// route of both services with its durable consumer, and once the saga is quiet, empty outboxes
+// and no dead letters.
+func TestStatusOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := startE2E(t, e2eOptions{})
+	f := s.catalogue()(5)
+	s.must(200, "booking", "POST", "/api/v1/bookings", "gina", fmt.Sprintf(`{"flight_id":%d,"seats":1}`, f),
+		"Prefer", "wait=10", "Idempotency-Key", "gina-1")
+	args := []string{"status", "--flight-url", "http://" + s.addrs["flight"], "--booking-url", "http://" + s.addrs["booking"]}
+	s.await("both outboxes drained", func() bool {
+		for _, svc := range []string{"flight", "booking"} {
+			r := s.must(200, svc, "GET", "/readyz", "", "")
+			detail, _ := r.body["detail"].(map[string]any)
+			ob, _ := detail["outbox"].(map[string]any)
+			if ob == nil || ob["pending"] != float64(0) {
+				return false
+			}
+		}
+		return true
+	})
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("flightbook status: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []string{"seat-hold", "seat-release", "seats-confirm", "seats-held", "seat-hold-rejected", "seats-released", "seats-confirmed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks route %s:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	testenv.Fatal(t, "status --json", run(context.Background(), append(args, "--json"), &out, &errOut))
+	var docs map[string]readyDoc
+	testenv.Fatal(t, "decode status", json.Unmarshal(out.Bytes(), &docs))
+	for svc, d := range docs {
+		if d.Status != "ok" || d.Detail == nil || d.Detail.DLQ.Count != 0 || len(d.Detail.Consumers) == 0 {
+			t.Errorf("%s: %+v", svc, d)
+		}
+	}
+	s.kill("booking")
+	if err := run(context.Background(), args, &out, &errOut); err == nil {
+		t.Fatal("status succeeded with the booking service down")
 	}
 }
 

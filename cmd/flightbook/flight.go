@@ -92,7 +92,7 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 
 	catalog := postgres.NewCatalog(pool)
 	engine := web.NewEngine(log)
-	web.Health(engine,
+	web.HealthWithDetail(engine, messagingStatus(js, relay, router, topo, events.ServiceFlight),
 		web.Check{Name: "postgres", Check: catalog.Ping},
 		web.Check{Name: "nats", Check: natsReady(nc)},
 		web.Check{Name: "consumers", Check: router.Ready},

@@ -4,6 +4,7 @@
 //	flightbook flight     run the flight service (catalogue, search, seat inventory)
 //	flightbook token      print a bearer token signed with the configured secret
 //	flightbook dlq        list, show, redrive or purge dead-lettered messages
+//	flightbook status     both services' readiness, consumer lag, dead letters, outbox backlog
 //
 // Settings come from FLIGHTBOOK_* environment variables; `flightbook <command> --help` lists
 // the ones a command reads.
@@ -47,6 +48,7 @@ func commands() map[string]command {
 		"dlq":      {"inspect, redrive or purge dead-lettered messages: flightbook dlq --help", runDLQ},
 		"dev":      {"run the system in one process with an embedded NATS server, seeding a demo catalogue", runDev},
 		"flight":   {"run the flight service (catalogue, search, seat inventory) on PostgreSQL", runFlight},
+		"status":   {"show both services' readiness, consumer lag, dead letters and outbox backlog: flightbook status --help", runStatus},
 		"token":    {"print a bearer token: flightbook token --user U [--role admin] [--ttl 24h]", runToken},
 		"loadtest": {"drive the REST APIs under load, then verify no oversell: flightbook loadtest --help", runLoadtest},
 	}
