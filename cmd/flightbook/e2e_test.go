@@ -69,7 +69,7 @@ func startE2E(t *testing.T, opts e2eOptions) *e2eSystem {
 	s := &e2eSystem{
 		t: t, dir: t.TempDir(), procs: map[string]*proc{},
 		addrs:  map[string]string{"flight": freeAddr(t), "booking": freeAddr(t)},
-		client: &http.Client{Timeout: 30 * time.Second},
+		client: testClient(),
 	}
 	if opts.embedNATS {
 		s.natsDir = filepath.Join(s.dir, "nats")
@@ -109,6 +109,8 @@ type proc struct {
 	cmd    *exec.Cmd
 	exited chan error // receives Wait's result once
 }
+
+func testClient() *http.Client { return &http.Client{Timeout: 30 * time.Second} }
 
 // start runs a service and waits until it answers /readyz.
 func (s *e2eSystem) start(service string) {

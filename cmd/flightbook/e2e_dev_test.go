@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flightbook/flightbook/testenv"
+)
+
+// TestDevModeRestarts runs `flightbook dev` as `make run` does, books a seat, stops it with
+// Ctrl-C (SIGINT) and starts it again on the same data: the booking, the demo catalogue (not
+// seeded twice) and the embedded NATS streams are all still there, and booking still works.
+func TestDevModeRestarts(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts the whole system")
+	}
+	s := &e2eSystem{
+		t: t, dir: t.TempDir(), procs: map[string]*proc{},
+		addrs:  map[string]string{"flight": freeAddr(t), "booking": freeAddr(t)},
+		client: testClient(),
+	}
+	s.env = []string{
+		"FLIGHTBOOK_POSTGRES_URL=" + testenv.Postgres(t),
+		"FLIGHTBOOK_MYSQL_DSN=" + testenv.MySQL(t),
+		"FLIGHTBOOK_FLIGHT_HTTP_ADDR=" + s.addrs["flight"],
+		"FLIGHTBOOK_BOOKING_HTTP_ADDR=" + s.addrs["booking"],
+		"FLIGHTBOOK_OUTBOX_LOCK_NAME=e2e-dev-" + filepath.Base(s.dir),
+	}
+	data := filepath.Join(s.dir, "data")
+	t.Cleanup(s.stopAll)
+
+	start := func() *proc {
+		logf, err := os.OpenFile(filepath.Join(s.dir, "dev.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		testenv.Fatal(t, "log", err)
+		cmd := exec.Command(os.Args[0], "dev", "--data", data)
+		cmd.Env = append(append(os.Environ(), childEnv+"=1"), s.env...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		err = cmd.Start()
+		_ = logf.Close()
+		testenv.Fatal(t, "start dev", err)
+		p := &proc{cmd: cmd, exited: make(chan error, 1)}
+		go func() { p.exited <- cmd.Wait() }()
+		s.procs["dev"] = p
+		s.await("both services ready", func() bool {
+			for _, svc := range []string{"flight", "booking"} {
+				r, err := s.call(svc, "GET", "/readyz", "", "")
+				if err != nil || r.status != 200 {
+					return false
+				}
+			}
+			return true
+		})
+		return p
+	}
+	interrupt := func(p *proc) {
+		testenv.Fatal(t, "SIGINT", p.cmd.Process.Signal(syscall.SIGINT))
+		select {
+		case err := <-p.exited:
+			if err != nil {
+				t.Fatalf("dev exited with %v after Ctrl-C", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("dev did not stop within 30s of Ctrl-C")
+		}
+		delete(s.procs, "dev")
+	}
+	flights := func() int {
+		r := s.must(200, "flight", "GET", "/api/v1/flights?from=DEL&to=BOM&limit=100", "", "")
+		items, _ := r.body["items"].([]any)
+		return len(items)
+	}
+
+	p := start()
+	before := flights()
+	if before == 0 {
+		t.Fatal("the demo catalogue has no DEL-BOM flights")
+	}
+	first := s.must(200, "flight", "GET", "/api/v1/flights?from=DEL&to=BOM&limit=1", "", "").body["items"].([]any)[0].(map[string]any)
+	flightID := int64(first["id"].(float64))
+	b := s.must(200, "booking", "POST", "/api/v1/bookings", "alice", fmt.Sprintf(`{"flight_id":%d,"seats":1}`, flightID),
+		"Prefer", "wait=10", "Idempotency-Key", "dev-1")
+	if b.str("status") != "HELD" {
+		t.Fatalf("booking before the restart: %s", b.raw)
+	}
+	interrupt(p)
+
+	p = start()
+	if got := s.booking("alice", b.str("id")).str("status"); got != "HELD" {
+		t.Fatalf("after the restart the booking is %s", got)
+	}
+	if after := flights(); after != before {
+		t.Fatalf("DEL-BOM flights: %d before the restart, %d after (seeded twice?)", before, after)
+	}
+	c := s.must(200, "booking", "POST", "/api/v1/bookings", "alice", fmt.Sprintf(`{"flight_id":%d,"seats":2}`, flightID),
+		"Prefer", "wait=10", "Idempotency-Key", "dev-2")
+	if c.str("status") != "HELD" {
+		t.Fatalf("booking after the restart: %s", c.raw)
+	}
+	if _, _, held, _ := s.seats(flightID); held != 3 {
+		t.Fatalf("held seats after the restart: %d, want 3", held)
+	}
+	interrupt(p)
+}
