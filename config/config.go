@@ -35,3 +35,13 @@ func Usage(w io.Writer, spec any) error {
 	}
 	return tw.Flush()
 }
+
+// Markdown writes every variable spec reads as the rows of a Markdown table (variable,
+// default, description), for the README's configuration reference.
+func Markdown(w io.Writer, spec any) error {
+	const format = `{{range .}}| ` + "`{{usage_key .}}`" + ` | {{if usage_default .}}` + "`{{usage_default .}}`" + `{{end}} | {{usage_description .}} |
+{{end}}`
+	fmt.Fprintln(w, "| Variable | Default | Description |")
+	fmt.Fprintln(w, "|---|---|---|")
+	return envconfig.Usagef(Prefix, spec, w, format)
+}
