@@ -389,8 +389,12 @@ func TestRunScenarios(t *testing.T) {
 				c.Scenario, c.Rate, c.Duration, c.Flights, c.SeatsPerFlight = ScenarioSpread, 200, 500*time.Millisecond, 2, 500
 			},
 			check: func(t *testing.T, rep Report, _ *fakeServices) {
+				// The schedule allows at most rate x duration operations; how many start in
+				// time depends on the machine's load, which the schedule lag reports (a timed
+				// lower bound here failed on a busy CI machine).
 				require.NotNil(t, rep.ScheduleLag)
-				assert.InDelta(t, 100, rep.Operations, 15)
+				assert.Positive(t, rep.Operations)
+				assert.LessOrEqual(t, rep.Operations, int64(105))
 			},
 		},
 	}
@@ -452,8 +456,9 @@ func TestRunChaos(t *testing.T) {
 	require.NotNil(t, rep.Chaos)
 	assert.Empty(t, rep.Chaos.Skipped)
 	assert.Empty(t, rep.Chaos.Errors)
-	assert.InDelta(t, 0.1, float64(rep.Chaos.KilledAt), 0.1)
-	assert.InDelta(t, 0.4, float64(rep.Chaos.StartedAt), 0.1)
+	// Lower bounds only: how late the steps run depends on the machine's load.
+	assert.GreaterOrEqual(t, float64(rep.Chaos.KilledAt), 0.1, "killed before --chaos-at")
+	assert.GreaterOrEqual(t, float64(rep.Chaos.StartedAt-rep.Chaos.KilledAt), 0.3, "started again before --chaos-down passed")
 	assert.Equal(t, map[string]int{StatusConfirmed: 60}, rep.Bookings, "requests refused during the outage were retried")
 	var unavailable int64
 	for _, e := range rep.Errors {
