@@ -42,6 +42,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := config.Load(&cfg); err != nil {
 		return err
 	}
+	flightConsumerDefaults(&cfg.Consumer)
 	if err := config.Load(&bcfg); err != nil {
 		return err
 	}
