@@ -21,12 +21,13 @@ import (
 // Server holds what the handlers need.
 type Server struct {
 	catalog *postgres.Catalog
+	inv     *postgres.Inventory
 	now     func() time.Time
 }
 
 // Routes registers the flight API under /api/v1 on r.
 func Routes(r gin.IRouter, catalog *postgres.Catalog, a *auth.Authenticator) {
-	s := &Server{catalog: catalog, now: time.Now}
+	s := &Server{catalog: catalog, inv: catalog.Inventory(), now: time.Now}
 	v1 := r.Group("/api/v1", a.Optional())
 	admin := auth.RequireAdmin()
 
@@ -53,6 +54,8 @@ func Routes(r gin.IRouter, catalog *postgres.Catalog, a *auth.Authenticator) {
 	v1.POST("/flights", admin, s.createFlight)
 	v1.PATCH("/flights/:id", admin, s.rescheduleFlight)
 	v1.POST("/flights/:id/cancel", admin, s.cancelFlight)
+
+	v1.GET("/admin/holds", admin, s.listHolds)
 }
 
 // fail is the one place a domain error becomes an HTTP answer.
