@@ -76,6 +76,7 @@ func Routes(r gin.IRouter, d Deps) {
 	v1.GET("/bookings/:id/history", s.history)
 	v1.POST("/bookings/:id/payments", s.pay)
 	v1.POST("/bookings/:id/cancel", s.cancel)
+	s.admin(v1)
 }
 
 // Handlers pass c.Request.Context(), never the *gin.Context, to the store: database/sql
