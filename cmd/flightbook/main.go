@@ -51,6 +51,8 @@ func commands() map[string]command {
 		"status":   {"show both services' readiness, consumer lag, dead letters and outbox backlog: flightbook status --help", runStatus},
 		"token":    {"print a bearer token: flightbook token --user U [--role admin] [--ttl 24h]", runToken},
 		"loadtest": {"drive the REST APIs under load, then verify no oversell: flightbook loadtest --help", runLoadtest},
+		"replay":   {"read a stream again into a route's handler or to another subject: flightbook replay --help", runReplay},
+		"outbox":   {"republish a service's outbox after the broker lost messages: flightbook outbox --help", runOutbox},
 	}
 }
 
