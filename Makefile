@@ -17,5 +17,5 @@ lint: ## go vet and staticcheck
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
-bench: ## Go benchmarks; results written to bench.txt
-	$(GO) test -run '^$$' -bench . -benchtime 2s $(PKGS) | tee bench.txt
+bench: ## Go benchmarks plus a short load test on flightbook dev; results written to bench/results.txt
+	GO=$(GO) scripts/bench.sh
