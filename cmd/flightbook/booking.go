@@ -43,6 +43,8 @@ type bookingConfig struct {
 	HTTP           web.ServerConfig
 	Outbox         outbox.RelayConfig
 	Consumer       consumer.Config
+
+	ReconcileInterval time.Duration `envconfig:"RECONCILE_INTERVAL" default:"0" desc:"how often to compare bookings with the flight service's holds and log the divergences (report only; flightbook reconcile --fix repairs); 0 is off"`
 }
 
 func runBooking(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -103,6 +105,10 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	rules := booking.Rules{HoldTTL: cfg.HoldTTL, PendingTimeout: cfg.PendingTimeout}
 	store := mysql.NewStore(db, rules, messaging.Emit(topo))
 	messaging.New(store, topo, log).Register(router)
+	reconciler, err := newBookingReconciler(cfg, store, authn)
+	if err != nil {
+		return err
+	}
 
 	engine := web.NewEngine(log)
 	web.HealthWithDetail(engine, messagingStatus(js, relay, router, topo, events.ServiceBooking),
@@ -129,6 +135,7 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return router.Run(gctx) })
 	g.Go(func() error { return store.RunExpiry(gctx, cfg.ExpiryInterval, cfg.ExpiryBatch, log) })
+	g.Go(func() error { return reconciler.Run(gctx, cfg.ReconcileInterval, log) })
 	g.Go(func() error { return web.Serve(gctx, ln, engine, cfg.HTTP, log) })
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("booking: %w", err)

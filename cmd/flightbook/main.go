@@ -53,6 +53,8 @@ func commands() map[string]command {
 		"loadtest": {"drive the REST APIs under load, then verify no oversell: flightbook loadtest --help", runLoadtest},
 		"replay":   {"read a stream again into a route's handler or to another subject: flightbook replay --help", runReplay},
 		"outbox":   {"republish a service's outbox after the broker lost messages: flightbook outbox --help", runOutbox},
+
+		"reconcile": {"compare bookings with the flight service's holds; report and --fix divergences: flightbook reconcile --help", runReconcile},
 	}
 }
 
