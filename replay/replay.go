@@ -4,7 +4,7 @@
 // when a new consumer needs the history.
 //
 // It reads with an ordered consumer: an ephemeral consumer without acks that the server
-// deletes once the replay stops, so the services' durable consumers (their position, their
+// deletes shortly after the replay stops, so the services' durable consumers (their position, their
 // pending acks and redelivery counts) are left exactly as they were, and a replay can run
 // while the services do.
 //
@@ -237,19 +237,28 @@ func Run(ctx context.Context, js jetstream.JetStream, opts Options, target Targe
 		if seq > end {
 			return sum, nil
 		}
+		d := delivery(m, md)
+		matched := opts.BookingID == "" || bookingID(d.Data) == opts.BookingID
+		var (
+			o    Outcome
+			terr error
+		)
+		if matched {
+			o, terr = try(ctx, target, d, opts)
+			if terr != nil && ctx.Err() != nil {
+				// Interrupted: this message is not done, so LastSeq stays before it and a
+				// replay resumed after LastSeq starts with it.
+				return sum, ctx.Err()
+			}
+		}
 		sum.Read++
 		if sum.FirstSeq == 0 {
 			sum.FirstSeq = seq
 		}
 		sum.LastSeq = seq
-		d := delivery(m, md)
-		if opts.BookingID == "" || bookingID(d.Data) == opts.BookingID {
+		if matched {
 			sum.Matched++
-			o, err := try(ctx, target, d, opts)
-			if err != nil && ctx.Err() != nil {
-				return sum, ctx.Err()
-			}
-			sum.add(d, o, err)
+			sum.add(d, o, terr)
 		}
 		if opts.Progress != nil && time.Since(lastProgress) >= opts.ProgressEvery {
 			lastProgress = time.Now()
@@ -367,8 +376,9 @@ func CopyID(subject, msgID string) string {
 
 // Republish is the target that publishes a copy of each message to subject, with the
 // original's headers and payload and a Nats-Msg-Id of its own (CopyID). A copy JetStream drops
-// as a duplicate (it was republished before, within the duplicate window) counts as skipped.
-// subject must belong to a stream: the publish waits for JetStream's ack.
+// as a duplicate (it was republished before, within the duplicate window) counts as skipped;
+// a dry run publishes nothing, so it cannot tell those apart and counts every copy as one it
+// would store. subject must belong to a stream: the publish waits for JetStream's ack.
 func Republish(js jetstream.JetStream, subject string) Target {
 	return func(ctx context.Context, d consumer.Delivery, dryRun bool) (Outcome, error) {
 		if dryRun {

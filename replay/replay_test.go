@@ -367,6 +367,20 @@ func TestReplayFailuresAndStart(t *testing.T) {
 	if _, err := replay.Run(ctx, b.js, replay.Options{Stream: stream, FromSeq: 1, Since: third.Time}, nil); err == nil {
 		t.Fatal("a start sequence and a start time were both accepted")
 	}
+	// Interrupted while handling the third message: it is not counted, so resuming after
+	// LastSeq handles it.
+	ictx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	sum, err = replay.Run(ictx, b.js, replay.Options{Stream: stream}, replay.ToHandler(func(ctx context.Context, d consumer.Delivery) error {
+		if d.Sequence == 3 {
+			interrupt()
+			return ctx.Err()
+		}
+		return nil
+	}, nil))
+	if !errors.Is(err, context.Canceled) || sum.Read != 2 || sum.Applied != 2 || sum.LastSeq != 2 {
+		t.Fatalf("interrupted replay: %s, %v", sum, err)
+	}
 	// Past the end of the stream: nothing to read, and no wait for it.
 	sum, err = replay.Run(ctx, b.js, replay.Options{Stream: stream, FromSeq: 100}, nil)
 	if err != nil || sum.Read != 0 {

@@ -16,6 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/services/booking"
+	bookingmessaging "github.com/flightbook/flightbook/services/booking/messaging"
+	"github.com/flightbook/flightbook/services/booking/mysql"
 	"github.com/flightbook/flightbook/services/flight/postgres"
 	"github.com/flightbook/flightbook/testenv"
 )
@@ -152,5 +155,52 @@ func TestReplayCommand(t *testing.T) {
 	testenv.Fatal(t, "stream info", err)
 	if n := info.State.Subjects[copies]; n != 3 {
 		t.Fatalf("%d copies on %s, want 3", n, copies)
+	}
+}
+
+// TestReplayCommandBooking replays a SeatsHeld reply into the booking service's real handler
+// on MySQL: the first replay moves the booking to HELD, the second finds the reply in the
+// inbox. It sets environment variables, so it cannot run in parallel.
+func TestReplayCommandBooking(t *testing.T) {
+	ctx := context.Background()
+	natsURL, ns := testenv.NATS(t)
+	dsn := testenv.MySQL(t)
+	t.Setenv("FLIGHTBOOK_NATS_URL", natsURL)
+	t.Setenv("FLIGHTBOOK_NATS_NAMESPACE", ns)
+	t.Setenv("FLIGHTBOOK_MYSQL_DSN", dsn)
+	t.Setenv("FLIGHTBOOK_LOG_LEVEL", "warn")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	db, err := mysql.Open(ctx, dsn, 2, log)
+	testenv.Fatal(t, "mysql", err)
+	defer db.Close()
+	flightTopo := events.Topology{Namespace: ns, Source: "flightbook/flight"}
+	store := mysql.NewStore(db, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute},
+		bookingmessaging.Emit(events.Topology{Namespace: ns, Source: "flightbook/booking"}))
+	b, err := store.Create(ctx, "u1", 7, 2)
+	testenv.Fatal(t, "create booking", err)
+
+	js := jetStream(t, natsURL)
+	testenv.Fatal(t, "streams", events.EnsureStreams(ctx, js, flightTopo, events.StreamConfig{}))
+	m, err := flightTopo.Encode(events.SeatsHeld{BookingID: b.ID, FlightID: 7, Seats: 2, UnitPrice: 1000, Total: 2000, Currency: "INR"})
+	testenv.Fatal(t, "encode", err)
+	_, err = js.PublishMsg(ctx, m.NATS())
+	testenv.Fatal(t, "publish", err)
+
+	status := func() booking.Status {
+		t.Helper()
+		got, err := store.Get(ctx, b.ID)
+		testenv.Fatal(t, "get booking", err)
+		return got.Status
+	}
+	for i, want := range []string{"applied 1, skipped 0", "applied 0, skipped 1"} {
+		var out, errOut bytes.Buffer
+		err := run(ctx, []string{"replay", "--stream", "FLIGHT", "--to-consumer", "booking/seats-held"}, &out, &errOut)
+		if err != nil || !strings.Contains(out.String(), "matched 1, "+want+" (already processed), failed 0") {
+			t.Fatalf("replay run %d: %v\n%s%s", i+1, err, out.String(), errOut.String())
+		}
+		if s := status(); s != booking.Held {
+			t.Fatalf("booking %s after replay run %d, want HELD", s, i+1)
+		}
 	}
 }
