@@ -262,8 +262,12 @@ func Run(ctx context.Context, js jetstream.JetStream, opts Options, target Targe
 		}
 		if opts.Progress != nil && time.Since(lastProgress) >= opts.ProgressEvery {
 			lastProgress = time.Now()
-			fmt.Fprintf(opts.Progress, "replay: %d of %d read, at sequence %d of %d; %d applied, %d skipped, %d failed\n",
-				sum.Read, total, seq, end, sum.Applied, sum.Skipped, sum.Failed)
+			applied := "applied"
+			if opts.DryRun {
+				applied = "would apply"
+			}
+			fmt.Fprintf(opts.Progress, "replay: %d of %d read, at sequence %d of %d; %d %s, %d skipped, %d failed\n",
+				sum.Read, total, seq, end, sum.Applied, applied, sum.Skipped, sum.Failed)
 		}
 		// NumPending counts the matching messages stored after this one; none means the
 		// replay is complete even though end may be a message the filter leaves out.
