@@ -54,12 +54,15 @@ say() { echo "$*" | tee -a "$out"; }
 : >"$out"
 say "# flightbook bench $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (working tree modified)')"
 say "# $(nproc) CPUs, $(uname -sr), $($go version)"
+# The machine may be shared: the load average before each part tells a quiet run from a noisy one.
+loadavg() { say "# load average $(cut -d' ' -f1-3 /proc/loadavg)"; }
 say
 
 gobench() {
 	local benchtime=$1
 	shift
 	say "## go test -run '^\$' -bench . -benchtime $benchtime $*"
+	loadavg
 	$go test -run '^$' -bench . -benchtime "$benchtime" "$@" 2>&1 | tee -a "$out"
 	say
 }
@@ -96,6 +99,7 @@ done
 
 loadtest() {
 	say "### flightbook loadtest $*"
+	loadavg
 	local s=$SECONDS
 	"$tmp/flightbook" loadtest --flight-url "$flight_url" --booking-url "$booking_url" "$@" 2>&1 | tee -a "$out"
 	say "(load plus drain until quiet: $((SECONDS - s)) s)"
