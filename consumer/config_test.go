@@ -21,7 +21,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 	t.Setenv("FLIGHTBOOK_MAX_ACK_PENDING", "16")
 	c = Config{}
 	require.NoError(t, config.Load(&c))
-	assert.Equal(t, Config{AckWait: 10 * time.Second, MaxDeliver: 7, Backoff: []time.Duration{time.Second, 3 * time.Second}, Concurrency: 8, MaxAckPending: 16}, c)
+	assert.Equal(t, Config{AckWait: 10 * time.Second, MaxDeliver: 7, Backoff: []time.Duration{time.Second, 3 * time.Second}, Concurrency: 8, MaxAckPending: 16, CheckInterval: 5 * time.Second}, c)
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -34,6 +34,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative ack wait", Config{AckWait: -time.Second}, false},
 		{"negative max deliver", Config{MaxDeliver: -1}, false},
 		{"negative backoff", Config{Backoff: []time.Duration{-time.Second}}, false},
+		{"negative check interval", Config{CheckInterval: -time.Second}, false},
 		{"max ack pending below concurrency", Config{Concurrency: 100}, false},
 		{"max ack pending raised with concurrency", Config{Concurrency: 100, MaxAckPending: 200}, true},
 	} {

@@ -43,6 +43,7 @@ type Config struct {
 	Backoff       []time.Duration `default:"100ms,500ms,2s,5s" desc:"delay before the 2nd, 3rd... delivery after a handler error; the last one repeats"`
 	Concurrency   int             `default:"8" desc:"messages each replica handles at once, per route"`
 	MaxAckPending int             `split_words:"true" default:"64" desc:"unacked messages JetStream hands out per route across all replicas; keep MaxAckPending/Concurrency handler runs well under AckWait"`
+	CheckInterval time.Duration   `split_words:"true" default:"5s" desc:"how often each route checks that its durable consumer still exists, and recreates it if an operator deleted it or its stream was recreated"`
 }
 
 // Defaults of Config, used for zero fields.
@@ -51,6 +52,7 @@ const (
 	DefaultMaxDeliver    = 5
 	DefaultConcurrency   = 8
 	DefaultMaxAckPending = 64
+	DefaultCheckInterval = 5 * time.Second
 )
 
 // DefaultBackoff is the default of Config.Backoff.
@@ -59,6 +61,9 @@ var DefaultBackoff = []time.Duration{100 * time.Millisecond, 500 * time.Millisec
 func (c Config) withDefaults() Config {
 	if c.AckWait == 0 {
 		c.AckWait = DefaultAckWait
+	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = DefaultCheckInterval
 	}
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = DefaultMaxDeliver
@@ -90,6 +95,9 @@ func (c Config) validate() error {
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", c.Concurrency))
+	}
+	if c.CheckInterval < 0 {
+		errs = append(errs, fmt.Errorf("check interval %s is negative", c.CheckInterval))
 	}
 	if c.MaxAckPending < c.Concurrency {
 		errs = append(errs, fmt.Errorf("max ack pending %d: must be at least the concurrency %d", c.MaxAckPending, c.Concurrency))
@@ -425,6 +433,11 @@ func (r *Router) run(ctx context.Context, routes []Route) error {
 	case <-ctx.Done():
 	}
 
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); r.watchConsumers(watchCtx, routes) }()
+	defer func() { stopWatch(); <-watched }()
+
 	select {
 	case <-ctx.Done():
 	case err := <-done:
@@ -446,6 +459,48 @@ func (r *Router) run(ctx context.Context, routes []Route) error {
 	<-done
 	r.log.Info("stopped")
 	return nil
+}
+
+// watchConsumers recreates a route's durable consumer when it is found missing: deleted by an
+// operator, or gone with its stream when the stream was deleted and recreated (the recovery
+// runbook's "recreate the stream, republish from the outbox"). The subscriptions listen on the
+// durable's deliver subject, so a recreated durable delivers to them again without a restart;
+// it starts from the beginning of the stream and the handlers' idempotency absorbs what was
+// already processed. A missing stream is logged once; the route waits for it.
+func (r *Router) watchConsumers(ctx context.Context, routes []Route) {
+	t := time.NewTicker(r.cfg.CheckInterval)
+	defer t.Stop()
+	streamMissing := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, route := range routes {
+			_, err := r.js.PushConsumer(ctx, route.Stream, route.Durable)
+			switch {
+			case err == nil:
+				streamMissing[route.Name] = false
+			case errors.Is(err, jetstream.ErrStreamNotFound):
+				if !streamMissing[route.Name] {
+					r.log.Error("consumer: the route's stream is missing; waiting for it to be recreated",
+						"route", route.Name, "stream", route.Stream)
+				}
+				streamMissing[route.Name] = true
+			case errors.Is(err, jetstream.ErrConsumerNotFound):
+				if _, err := r.js.CreateOrUpdatePushConsumer(ctx, route.Stream, r.ConsumerConfig(route)); err != nil {
+					r.log.Warn("consumer: recreating a missing durable consumer failed", "route", route.Name, "durable", route.Durable, "error", err)
+					continue
+				}
+				streamMissing[route.Name] = false
+				r.log.Warn("consumer: durable consumer was missing; recreated it, delivering the stream from its start",
+					"route", route.Name, "durable", route.Durable, "stream", route.Stream)
+			default:
+				// NATS unreachable: the connection's own handlers report it.
+			}
+		}
+	}
 }
 
 // routeConn is the connection a route's subscriptions use, and a way to know it is closed.

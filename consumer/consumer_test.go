@@ -491,3 +491,37 @@ func TestStopLetsInFlightHandlersFinishAndAck(t *testing.T) {
 	assert.Zero(t, info.NumPending)
 	assert.Equal(t, 1, rec.count(ids[0]))
 }
+
+// TestDeletedStreamAndDurableComeBack deletes the consumed stream (and with it the durable)
+// under a running router, recreates the stream and publishes again: the router recreates its
+// durable and handles the new messages without a restart.
+func TestDeletedStreamAndDurableComeBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fast
+	cfg.CheckInterval = 50 * time.Millisecond
+	rec := newRecorder()
+	r := e.router(t, cfg, func(_ context.Context, d consumer.Delivery) error { rec.add(d); return nil })
+	run(t, r)
+	ids := e.publish(t, 5)
+	require.Eventually(t, func() bool { return rec.distinct() == 5 }, 10*time.Second, 10*time.Millisecond)
+
+	ctx := context.Background()
+	info, err := e.js.Stream(ctx, e.stream)
+	testenv.Fatal(t, "stream", err)
+	cfgStream := info.CachedInfo().Config
+	testenv.Fatal(t, "delete stream", e.js.DeleteStream(ctx, e.stream))
+	_, err = e.js.CreateStream(ctx, cfgStream)
+	testenv.Fatal(t, "recreate stream", err)
+
+	// The same ids again, as a republish from the outbox would send them, and new ones.
+	for i, id := range append(ids, "msg-new-1", "msg-new-2") {
+		m := &nats.Msg{Subject: e.subject, Header: nats.Header{}, Data: []byte(id)}
+		_, err := e.js.PublishMsg(ctx, m, jetstream.WithMsgID(id))
+		testenv.Fatal(t, fmt.Sprint("publish ", i), err)
+	}
+	require.Eventually(t, func() bool { return rec.count("msg-new-1") == 1 && rec.count("msg-new-2") == 1 },
+		15*time.Second, 20*time.Millisecond, "the router did not resume after its stream was recreated")
+	require.Eventually(t, func() bool { return rec.count(ids[0]) == 2 }, 10*time.Second, 10*time.Millisecond,
+		"the recreated durable starts from the beginning of the new stream")
+}

@@ -27,15 +27,15 @@ import (
 
 // bookingConfig is every setting of the booking service (FLIGHTBOOK_ prefix).
 type bookingConfig struct {
-	HTTPAddr       string        `envconfig:"BOOKING_HTTP_ADDR" default:":8082" desc:"address the booking service's HTTP API listens on"`
-	MySQLDSN       string        `envconfig:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/flightbook?parseTime=true" desc:"booking service database, a go-sql-driver DSN (created if missing)"`
-	MySQLMaxConns  int           `envconfig:"MYSQL_MAX_CONNS" default:"20" desc:"maximum connections to the booking database"`
-	HoldTTL        time.Duration `envconfig:"BOOKING_HOLD_TTL" default:"10m" desc:"how long held seats wait for payment"`
-	PendingTimeout time.Duration `envconfig:"BOOKING_PENDING_TIMEOUT" default:"2m" desc:"how long a booking may wait for the flight service's answer"`
-	ExpiryInterval time.Duration `envconfig:"BOOKING_EXPIRY_INTERVAL" default:"5s" desc:"how often the expiry scheduler looks for expired holds"`
-	ExpiryBatch    int           `envconfig:"BOOKING_EXPIRY_BATCH" default:"100" desc:"bookings the expiry scheduler claims at a time"`
-	KeyStaleAfter  time.Duration `envconfig:"BOOKING_IDEMPOTENCY_STALE_AFTER" default:"2m" desc:"after this long an unfinished request's Idempotency-Key may be taken over by a retry"`
-	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	HTTPAddr       string         `envconfig:"BOOKING_HTTP_ADDR" default:":8082" desc:"address the booking service's HTTP API listens on"`
+	MySQLDSN       string         `envconfig:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/flightbook?parseTime=true" desc:"booking service database, a go-sql-driver DSN (created if missing)"`
+	MySQLMaxConns  int            `envconfig:"MYSQL_MAX_CONNS" default:"20" desc:"maximum connections to the booking database"`
+	HoldTTL        time.Duration  `envconfig:"BOOKING_HOLD_TTL" default:"10m" desc:"how long held seats wait for payment"`
+	PendingTimeout time.Duration  `envconfig:"BOOKING_PENDING_TIMEOUT" default:"2m" desc:"how long a booking may wait for the flight service's answer"`
+	ExpiryInterval time.Duration  `envconfig:"BOOKING_EXPIRY_INTERVAL" default:"5s" desc:"how often the expiry scheduler looks for expired holds"`
+	ExpiryBatch    int            `envconfig:"BOOKING_EXPIRY_BATCH" default:"100" desc:"bookings the expiry scheduler claims at a time"`
+	KeyStaleAfter  time.Duration  `envconfig:"BOOKING_IDEMPOTENCY_STALE_AFTER" default:"2m" desc:"after this long an unfinished request's Idempotency-Key may be taken over by a retry"`
+	LogLevel       string         `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	Flights        flights.Config `envconfig:"FLIGHT"`
 	NATS           natsConfig
 	Streams        events.StreamConfig

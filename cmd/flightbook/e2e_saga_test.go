@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flightbook/flightbook/events"
 	"github.com/flightbook/flightbook/testenv"
 )
 
@@ -353,5 +359,58 @@ func TestCrashesMidBurstOverHTTP(t *testing.T) {
 		if items, _ := list.body["items"].([]any); len(items) != 1 {
 			t.Fatalf("client %d owns %d bookings after retrying through the crashes, want 1: %s", i, len(items), list.raw)
 		}
+	}
+}
+
+// TestBookingStreamLostOverHTTP deletes the BOOKING stream while bookings are in flight, then
+// recovers as the runbook says: `flightbook outbox republish` recreates the stream and
+// publishes the retained outbox again. Every booking reaches HELD, none is held twice, and
+// the flight service's consumer comes back on its own.
+func TestBookingStreamLostOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := startE2E(t, e2eOptions{env: []string{"FLIGHTBOOK_CONSUMER_CHECK_INTERVAL=200ms"}})
+	f := s.catalogue()(60)
+	since := time.Now().Add(-time.Minute).UTC()
+	book := func(i int, wait bool) string {
+		h := []string{"Idempotency-Key", fmt.Sprintf("lost-%d", i)}
+		status := 202
+		if wait {
+			h, status = append(h, "Prefer", "wait=10"), 200
+		}
+		return s.must(status, "booking", "POST", "/api/v1/bookings", fmt.Sprintf("lost%d", i), fmt.Sprintf(`{"flight_id":%d,"seats":1}`, f), h...).str("id")
+	}
+	ids := make([]string, 40)
+	for i := range 20 {
+		ids[i] = book(i, true)
+	}
+
+	nc, err := nats.Connect(s.natsURL)
+	testenv.Fatal(t, "nats", err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	testenv.Fatal(t, "jetstream", err)
+	stream := events.Topology{Namespace: s.namespace}.StreamName(events.StreamBooking)
+	testenv.Fatal(t, "delete the BOOKING stream", js.DeleteStream(context.Background(), stream))
+	for i := 20; i < 40; i++ {
+		ids[i] = book(i, false)
+	}
+
+	cmd := exec.Command(os.Args[0], "outbox", "republish", "--service", "booking", "--since", since.Format(time.RFC3339))
+	cmd.Env = append(append(os.Environ(), childEnv+"=1"), s.env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("outbox republish: %v\n%s", err, out)
+	}
+
+	statuses := func() map[string]int {
+		got := map[string]int{}
+		for i, id := range ids {
+			got[s.booking(fmt.Sprintf("lost%d", i), id).str("status")]++
+		}
+		return got
+	}
+	s.await("every booking HELD", func() bool { return statuses()["HELD"] == 40 })
+	if total, avail, held, sold := s.seats(f); total != 60 || avail != 20 || held != 40 || sold != 0 {
+		t.Fatalf("flight seats total %d available %d held %d sold %d", total, avail, held, sold)
 	}
 }

@@ -46,7 +46,10 @@ func TestCheckAgainstTheFlightService(t *testing.T) {
 	now := time.Now()
 	c := New(Config{URL: srv.URL, CacheTTL: time.Minute, Timeout: 2 * time.Second}, log)
 	c.now = func() time.Time { return now }
-	refused := func(err error) bool { fe, ok := validation.As(err); return ok && len(fe) == 1 && fe[0].Field == "flight_id" }
+	refused := func(err error) bool {
+		fe, ok := validation.As(err)
+		return ok && len(fe) == 1 && fe[0].Field == "flight_id"
+	}
 
 	if err := c.Check(ctx, id+1000); !refused(err) {
 		t.Fatalf("unknown flight: %v, want a flight_id error", err)
