@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,6 +22,14 @@ type Report struct {
 	Outbox    Outbox     `json:"outbox"`
 	Consumers []Consumer `json:"consumers"`
 	DLQ       DLQ        `json:"dlq"`
+	// Reconcile is the last periodic reconciliation, where the service runs one.
+	Reconcile *Reconcile `json:"reconcile,omitempty"`
+}
+
+// Reconcile is the result of the last periodic comparison of bookings with holds.
+type Reconcile struct {
+	Divergences int       `json:"divergences"`
+	CheckedAt   time.Time `json:"checked_at"` // zero until the first check ran
 }
 
 // Outbox is the service's outbox backlog and its relay's counters (this replica's).

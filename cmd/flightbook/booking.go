@@ -22,6 +22,7 @@ import (
 	"github.com/flightbook/flightbook/services/booking/flights"
 	"github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
+	"github.com/flightbook/flightbook/status"
 	"github.com/flightbook/flightbook/web"
 )
 
@@ -111,7 +112,14 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	}
 
 	engine := web.NewEngine(log)
-	web.HealthWithDetail(engine, messagingStatus(js, relay, router, topo, events.ServiceBooking),
+	var withReconcile func(*status.Report)
+	if cfg.ReconcileInterval > 0 {
+		withReconcile = func(r *status.Report) {
+			n, at := reconciler.Last()
+			r.Reconcile = &status.Reconcile{Divergences: n, CheckedAt: at}
+		}
+	}
+	web.HealthWithDetail(engine, messagingStatus(js, relay, router, topo, events.ServiceBooking, withReconcile),
 		web.Check{Name: "mysql", Check: store.Ping},
 		web.Check{Name: "nats", Check: natsReady(nc)},
 		web.Check{Name: "consumers", Check: router.Ready},

@@ -165,6 +165,13 @@ func TestReconcileOverHTTP(t *testing.T) {
 		t.Fatalf("ann's history %v lacks the repair", c)
 	}
 
+	// The booking service's periodic check reports in /readyz: cat's booking is the one left.
+	s.await("the periodic reconcile in /readyz", func() bool {
+		d, _ := s.must(200, "booking", "GET", "/readyz", "", "").body["detail"].(map[string]any)
+		rec, _ := d["reconcile"].(map[string]any)
+		return rec != nil && rec["divergences"] == float64(1)
+	})
+
 	// No command repairs cat's booking: --fix leaves it, and says so with exit status 1.
 	out, err = reconcileRun(reconcileArgs(f2, "--fix"))
 	if err == nil || !strings.Contains(out, "sent 0 repair(s) through the booking outbox; 1 divergence(s) remain (1 need a human, 0 repair(s) failed)") {

@@ -93,7 +93,7 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 
 	catalog := postgres.NewCatalog(pool)
 	engine := web.NewEngine(log)
-	web.HealthWithDetail(engine, messagingStatus(js, relay, router, topo, events.ServiceFlight),
+	web.HealthWithDetail(engine, messagingStatus(js, relay, router, topo, events.ServiceFlight, nil),
 		web.Check{Name: "postgres", Check: catalog.Ping},
 		web.Check{Name: "nats", Check: natsReady(nc)},
 		web.Check{Name: "consumers", Check: router.Ready},

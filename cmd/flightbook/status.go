@@ -19,13 +19,18 @@ import (
 	"github.com/flightbook/flightbook/status"
 )
 
-// messagingStatus is a service's /readyz detail: its outbox, durable consumers and dead letters.
-func messagingStatus(js jetstream.JetStream, relay *outbox.Relay, router *consumer.Router, topo events.Topology, service string) func(context.Context) (any, error) {
+// messagingStatus is a service's /readyz detail: its outbox, durable consumers and dead
+// letters, then whatever extend adds (nil for nothing).
+func messagingStatus(js jetstream.JetStream, relay *outbox.Relay, router *consumer.Router, topo events.Topology, service string, extend func(*status.Report)) func(context.Context) (any, error) {
 	return func(ctx context.Context) (any, error) {
-		return status.Collect(ctx, status.Source{
+		r, err := status.Collect(ctx, status.Source{
 			JS: js, Relay: relay, Routes: router.Routes(),
 			Namespace: topo.Namespace, Service: service, DLQStream: topo.StreamName(events.StreamDLQ),
 		})
+		if extend != nil {
+			extend(&r)
+		}
+		return r, err
 	}
 }
 
