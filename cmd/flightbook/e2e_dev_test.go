@@ -77,10 +77,9 @@ func TestDevModeRestarts(t *testing.T) {
 	}
 
 	p := start()
-	before := flights()
-	if before == 0 {
-		t.Fatal("the demo catalogue has no DEL-BOM flights")
-	}
+	var before int
+	// dev seeds the catalogue while the services start.
+	s.await("the demo catalogue's DEL-BOM flights", func() bool { before = flights(); return before > 0 })
 	first := s.must(200, "flight", "GET", "/api/v1/flights?from=DEL&to=BOM&limit=1", "", "").body["items"].([]any)[0].(map[string]any)
 	flightID := int64(first["id"].(float64))
 	b := s.must(200, "booking", "POST", "/api/v1/bookings", "alice", fmt.Sprintf(`{"flight_id":%d,"seats":1}`, flightID),
