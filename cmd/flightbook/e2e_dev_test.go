@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -77,9 +78,16 @@ func TestDevModeRestarts(t *testing.T) {
 	}
 
 	p := start()
-	var before int
-	// dev seeds the catalogue while the services start.
-	s.await("the demo catalogue's DEL-BOM flights", func() bool { before = flights(); return before > 0 })
+	// dev seeds the catalogue while the services start, then prints its banner.
+	banners := func() int {
+		b, _ := os.ReadFile(filepath.Join(s.dir, "dev.log"))
+		return strings.Count(string(b), "flightbook is running")
+	}
+	s.await("the banner after seeding", func() bool { return banners() == 1 })
+	before := flights()
+	if before == 0 {
+		t.Fatal("the demo catalogue has no DEL-BOM flights")
+	}
 	first := s.must(200, "flight", "GET", "/api/v1/flights?from=DEL&to=BOM&limit=1", "", "").body["items"].([]any)[0].(map[string]any)
 	flightID := int64(first["id"].(float64))
 	b := s.must(200, "booking", "POST", "/api/v1/bookings", "alice", fmt.Sprintf(`{"flight_id":%d,"seats":1}`, flightID),
@@ -90,6 +98,7 @@ func TestDevModeRestarts(t *testing.T) {
 	interrupt(p)
 
 	p = start()
+	s.await("the banner of the second start", func() bool { return banners() == 2 })
 	if got := s.booking("alice", b.str("id")).str("status"); got != "HELD" {
 		t.Fatalf("after the restart the booking is %s", got)
 	}
