@@ -19,7 +19,6 @@ import (
 	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 	bookingapi "github.com/flightbook/flightbook/services/booking/api"
-	"github.com/flightbook/flightbook/services/booking/flights"
 	"github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
 	"github.com/flightbook/flightbook/status"
@@ -28,22 +27,23 @@ import (
 
 // bookingConfig is every setting of the booking service (FLIGHTBOOK_ prefix).
 type bookingConfig struct {
-	HTTPAddr       string         `envconfig:"BOOKING_HTTP_ADDR" default:":8082" desc:"address the booking service's HTTP API listens on"`
-	MySQLDSN       string         `envconfig:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/flightbook?parseTime=true" desc:"booking service database, a go-sql-driver DSN (created if missing)"`
-	MySQLMaxConns  int            `envconfig:"MYSQL_MAX_CONNS" default:"20" desc:"maximum connections to the booking database"`
-	HoldTTL        time.Duration  `envconfig:"BOOKING_HOLD_TTL" default:"10m" desc:"how long held seats wait for payment"`
-	PendingTimeout time.Duration  `envconfig:"BOOKING_PENDING_TIMEOUT" default:"2m" desc:"how long a booking may wait for the flight service's answer"`
-	ExpiryInterval time.Duration  `envconfig:"BOOKING_EXPIRY_INTERVAL" default:"5s" desc:"how often the expiry scheduler looks for expired holds"`
-	ExpiryBatch    int            `envconfig:"BOOKING_EXPIRY_BATCH" default:"100" desc:"bookings the expiry scheduler claims at a time"`
-	KeyStaleAfter  time.Duration  `envconfig:"BOOKING_IDEMPOTENCY_STALE_AFTER" default:"2m" desc:"after this long an unfinished request's Idempotency-Key may be taken over by a retry"`
-	LogLevel       string         `split_words:"true" default:"info" desc:"debug, info, warn or error"`
-	Flights        flights.Config `envconfig:"FLIGHT"`
-	NATS           natsConfig
-	Streams        events.StreamConfig
-	Auth           auth.Config
-	HTTP           web.ServerConfig
-	Outbox         outbox.RelayConfig
-	Consumer       consumer.Config
+	HTTPAddr       string        `envconfig:"BOOKING_HTTP_ADDR" default:":8082" desc:"address the booking service's HTTP API listens on"`
+	MySQLDSN       string        `envconfig:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/flightbook?parseTime=true" desc:"booking service database, a go-sql-driver DSN (created if missing)"`
+	MySQLMaxConns  int           `envconfig:"MYSQL_MAX_CONNS" default:"20" desc:"maximum connections to the booking database"`
+	HoldTTL        time.Duration `envconfig:"BOOKING_HOLD_TTL" default:"10m" desc:"how long held seats wait for payment"`
+	PendingTimeout time.Duration `envconfig:"BOOKING_PENDING_TIMEOUT" default:"2m" desc:"how long a booking may wait for the flight service's answer"`
+	ExpiryInterval time.Duration `envconfig:"BOOKING_EXPIRY_INTERVAL" default:"5s" desc:"how often the expiry scheduler looks for expired holds"`
+	ExpiryBatch    int           `envconfig:"BOOKING_EXPIRY_BATCH" default:"100" desc:"bookings the expiry scheduler claims at a time"`
+	KeyStaleAfter  time.Duration `envconfig:"BOOKING_IDEMPOTENCY_STALE_AFTER" default:"2m" desc:"after this long an unfinished request's Idempotency-Key may be taken over by a retry"`
+	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	// Only the periodic reconciliation asks the flight service; no request path calls it.
+	FlightServiceURL string `envconfig:"FLIGHT_SERVICE_URL" default:"http://127.0.0.1:8081" desc:"base URL of the flight service's API, which the periodic reconciliation (FLIGHTBOOK_RECONCILE_INTERVAL) reads holds from"`
+	NATS             natsConfig
+	Streams          events.StreamConfig
+	Auth             auth.Config
+	HTTP             web.ServerConfig
+	Outbox           outbox.RelayConfig
+	Consumer         consumer.Config
 
 	ReconcileInterval time.Duration `envconfig:"RECONCILE_INTERVAL" default:"0" desc:"how often to compare bookings with the flight service's holds and log the divergences (report only; flightbook reconcile --fix repairs); 0 is off"`
 }
@@ -130,7 +130,6 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 		Gateway: booking.NewFakeGateway(),
 		Auth:    authn,
 		Notify:  relay.Notify,
-		Flights: flights.New(cfg.Flights, log),
 	})
 	log.Warn("payments go to the fake gateway: tok_success pays, tok_decline is declined, tok_timeout times out after charging")
 

@@ -74,7 +74,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("dev: booking service listen on %s: %w", bcfg.HTTPAddr, err)
 	}
 	if os.Getenv("FLIGHTBOOK_FLIGHT_SERVICE_URL") == "" {
-		bcfg.Flights.URL = "http://" + ln.Addr().String()
+		bcfg.FlightServiceURL = "http://" + ln.Addr().String()
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveFlight(gctx, cfg, ln, log) })

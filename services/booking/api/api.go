@@ -50,12 +50,6 @@ type Deps struct {
 	Notify func()
 	// PollEvery is how often a Prefer: wait request re-reads the booking; 25 ms when zero.
 	PollEvery time.Duration
-	// Flights, when set, refuses a booking for a flight the flight service does not know, has
-	// cancelled or has seen depart, before anything is written (a validation error naming
-	// flight_id). Without it the saga alone decides.
-	Flights interface {
-		Check(ctx context.Context, flightID int64) error
-	}
 }
 
 type server struct{ Deps }
@@ -252,9 +246,9 @@ type createRequest struct {
 	Seats    int   `json:"seats"`
 }
 
-// create records a PENDING booking and its hold request. The flight is checked with the
-// flight service first when Deps.Flights is set; seats are not: the flight service answers
-// that through the saga.
+// create records a PENDING booking and its hold request. Whether the flight exists, is open
+// and has the seats is the flight service's answer through the saga (an unknown flight ends
+// REJECTED flight_not_found): no request path calls another service (ARCHITECTURE.md).
 func (s *server) create(c *gin.Context) {
 	raw, err := rawBody(c)
 	if err != nil {
@@ -276,13 +270,6 @@ func (s *server) create(c *gin.Context) {
 		return
 	}
 	resp, replayed, b, err := s.inKeyedTx(c.Request.Context(), key, func(tx *sql.Tx) (int, booking.Booking, error) {
-		// Checked after the key's claim, so that a retry of a booking that was accepted
-		// replays its answer even if the flight has been cancelled since.
-		if s.Flights != nil {
-			if err := s.Flights.Check(c.Request.Context(), req.FlightID); err != nil {
-				return 0, booking.Booking{}, err
-			}
-		}
 		b, err := s.Store.CreateTx(c.Request.Context(), tx, user(c).ID, req.FlightID, req.Seats)
 		return http.StatusAccepted, b, err
 	})
