@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -87,9 +88,23 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology, cfg 
 		return fmt.Errorf("events: stream config: %w", err)
 	}
 	for _, sc := range t.Streams(cfg) {
+		// A stream that already has this configuration is left alone: every service calls this
+		// at start-up, and an update (even a no-op one) racing another service's consumer
+		// creation trips a data race inside nats-server 2.15 (seen under -race in the dev
+		// mode's embedded server).
+		if s, err := js.Stream(ctx, sc.Name); err == nil && sameStream(s.CachedInfo().Config, sc) {
+			continue
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("events: create or update stream %s (%s): %w", sc.Name, sc.Subjects[0], err)
 		}
 	}
 	return nil
+}
+
+// sameStream reports whether the existing stream has every setting EnsureStreams sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
+		have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates && have.Discard == want.Discard
 }

@@ -45,8 +45,7 @@ func TestDevModeRestarts(t *testing.T) {
 		err = cmd.Start()
 		_ = logf.Close()
 		testenv.Fatal(t, "start dev", err)
-		p := &proc{cmd: cmd, exited: make(chan error, 1)}
-		go func() { p.exited <- cmd.Wait() }()
+		p := newProc(cmd)
 		s.procs["dev"] = p
 		s.await("both services ready", func() bool {
 			for _, svc := range []string{"flight", "booking"} {
@@ -62,9 +61,11 @@ func TestDevModeRestarts(t *testing.T) {
 	interrupt := func(p *proc) {
 		testenv.Fatal(t, "SIGINT", p.cmd.Process.Signal(syscall.SIGINT))
 		select {
-		case err := <-p.exited:
-			if err != nil {
-				t.Fatalf("dev exited with %v after Ctrl-C", err)
+		case <-p.done:
+			delete(s.procs, "dev")
+			if p.err != nil {
+				s.dumpLog("dev")
+				t.Fatalf("dev exited with %v after Ctrl-C", p.err)
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatal("dev did not stop within 30s of Ctrl-C")

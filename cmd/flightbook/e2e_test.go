@@ -107,10 +107,18 @@ func startE2E(t *testing.T, opts e2eOptions) *e2eSystem {
 // proc is a running service process.
 type proc struct {
 	cmd    *exec.Cmd
-	exited chan error // receives Wait's result once
+	done   chan struct{} // closed once the process has exited; err is then its Wait result
+	err    error
 }
 
 func testClient() *http.Client { return &http.Client{Timeout: 30 * time.Second} }
+
+// newProc watches a started process's exit.
+func newProc(cmd *exec.Cmd) *proc {
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p
+}
 
 // start runs a service and waits until it answers /readyz.
 func (s *e2eSystem) start(service string) {
@@ -123,16 +131,15 @@ func (s *e2eSystem) start(service string) {
 	err = cmd.Start()
 	_ = logf.Close() // the child has its own descriptor
 	testenv.Fatal(s.t, "start "+service, err)
-	p := &proc{cmd: cmd, exited: make(chan error, 1)}
-	go func() { p.exited <- cmd.Wait() }()
+	p := newProc(cmd)
 	s.procs[service] = p
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
-		case err := <-p.exited:
+		case <-p.done:
 			delete(s.procs, service)
 			s.dumpLog(service)
-			s.t.Fatalf("%s exited while starting: %v", service, err)
+			s.t.Fatalf("%s exited while starting: %v", service, p.err)
 		default:
 		}
 		if r, err := s.client.Get("http://" + s.addrs[service] + "/readyz"); err == nil {
@@ -154,7 +161,7 @@ func (s *e2eSystem) kill(service string) {
 	s.t.Helper()
 	p := s.procs[service]
 	testenv.Fatal(s.t, "kill "+service, p.cmd.Process.Kill())
-	<-p.exited
+	<-p.done
 	delete(s.procs, service)
 }
 
@@ -164,13 +171,13 @@ func (s *e2eSystem) stopAll() {
 	for name, p := range s.procs {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-p.exited:
-			if err != nil {
-				s.t.Errorf("%s stopped with %v after SIGTERM", name, err)
+		case <-p.done:
+			if p.err != nil {
+				s.t.Errorf("%s stopped with %v after SIGTERM", name, p.err)
 			}
 		case <-time.After(30 * time.Second):
 			_ = p.cmd.Process.Kill()
-			<-p.exited
+			<-p.done
 			s.t.Errorf("%s did not stop within 30s of SIGTERM", name)
 		}
 		delete(s.procs, name)
