@@ -30,12 +30,9 @@ import (
 // It sets environment variables, so it cannot run in parallel.
 func TestDLQCommand(t *testing.T) {
 	ctx := context.Background()
-	natsURL, ns := testenv.NATS(t)
+	natsURL, ns := commandEnv(t)
 	dsn := testenv.MySQL(t)
-	t.Setenv("FLIGHTBOOK_NATS_URL", natsURL)
-	t.Setenv("FLIGHTBOOK_NATS_NAMESPACE", ns)
 	t.Setenv("FLIGHTBOOK_MYSQL_DSN", dsn)
-	t.Setenv("FLIGHTBOOK_LOG_LEVEL", "warn")
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db, err := mysql.Open(ctx, dsn, 2, log)
@@ -171,4 +168,15 @@ func deadLetter(t *testing.T, js jetstream.JetStream, topo events.Topology, ev e
 	_, err = js.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Header: h, Data: m.Data}, jetstream.WithMsgID("dlq:"+m.ID))
 	testenv.Fatal(t, "dead-letter", err)
 	return m.ID
+}
+
+// commandEnv points the operator commands run in-process at a fresh NATS namespace, through
+// the FLIGHTBOOK_* variables they read (so the calling test cannot run in parallel).
+func commandEnv(t *testing.T) (natsURL, namespace string) {
+	t.Helper()
+	natsURL, namespace = testenv.NATS(t)
+	t.Setenv("FLIGHTBOOK_NATS_URL", natsURL)
+	t.Setenv("FLIGHTBOOK_NATS_NAMESPACE", namespace)
+	t.Setenv("FLIGHTBOOK_LOG_LEVEL", "warn")
+	return natsURL, namespace
 }

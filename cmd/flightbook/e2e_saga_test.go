@@ -143,7 +143,7 @@ func TestBadBookingsOverHTTP(t *testing.T) {
 	// The booking service does not know flights: no request path calls the flight service
 	// (ARCHITECTURE.md), so an unknown or cancelled flight is the saga's to refuse.
 	for body, reason := range map[string]string{
-		`{"flight_id":999999,"seats":1}`: "flight_not_found",
+		`{"flight_id":999999,"seats":1}`:                     "flight_not_found",
 		fmt.Sprintf(`{"flight_id":%d,"seats":1}`, cancelled): "flight_closed",
 	} {
 		r := s.must(200, "booking", "POST", "/api/v1/bookings", "erin", body, "Prefer", "wait=10", "Idempotency-Key", "saga-"+reason)

@@ -106,9 +106,9 @@ func startE2E(t *testing.T, opts e2eOptions) *e2eSystem {
 
 // proc is a running service process.
 type proc struct {
-	cmd    *exec.Cmd
-	done   chan struct{} // closed once the process has exited; err is then its Wait result
-	err    error
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has exited; err is then its Wait result
+	err  error
 }
 
 func testClient() *http.Client { return &http.Client{Timeout: 30 * time.Second} }

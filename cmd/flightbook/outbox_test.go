@@ -33,12 +33,9 @@ import (
 // parallel.
 func TestOutboxRepublishCommand(t *testing.T) {
 	ctx := context.Background()
-	natsURL, ns := testenv.NATS(t)
+	natsURL, ns := commandEnv(t)
 	dsn := testenv.MySQL(t)
-	t.Setenv("FLIGHTBOOK_NATS_URL", natsURL)
-	t.Setenv("FLIGHTBOOK_NATS_NAMESPACE", ns)
 	t.Setenv("FLIGHTBOOK_MYSQL_DSN", dsn)
-	t.Setenv("FLIGHTBOOK_LOG_LEVEL", "warn")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	js := jetStream(t, natsURL)
@@ -151,12 +148,9 @@ func TestOutboxRepublishCommand(t *testing.T) {
 // stream that never received it. It sets environment variables, so it cannot run in parallel.
 func TestOutboxRepublishFlight(t *testing.T) {
 	ctx := context.Background()
-	natsURL, ns := testenv.NATS(t)
+	natsURL, ns := commandEnv(t)
 	pgURL := testenv.Postgres(t)
-	t.Setenv("FLIGHTBOOK_NATS_URL", natsURL)
-	t.Setenv("FLIGHTBOOK_NATS_NAMESPACE", ns)
 	t.Setenv("FLIGHTBOOK_POSTGRES_URL", pgURL)
-	t.Setenv("FLIGHTBOOK_LOG_LEVEL", "warn")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	pool, err := postgres.Open(ctx, pgURL, 2, log)

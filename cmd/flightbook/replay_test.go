@@ -29,12 +29,9 @@ import (
 // in the inbox. It sets environment variables, so it cannot run in parallel.
 func TestReplayCommand(t *testing.T) {
 	ctx := context.Background()
-	natsURL, ns := testenv.NATS(t)
+	natsURL, ns := commandEnv(t)
 	pgURL := testenv.Postgres(t)
-	t.Setenv("FLIGHTBOOK_NATS_URL", natsURL)
-	t.Setenv("FLIGHTBOOK_NATS_NAMESPACE", ns)
 	t.Setenv("FLIGHTBOOK_POSTGRES_URL", pgURL)
-	t.Setenv("FLIGHTBOOK_LOG_LEVEL", "warn")
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pool, err := postgres.Open(ctx, pgURL, 2, log)
@@ -163,12 +160,9 @@ func TestReplayCommand(t *testing.T) {
 // inbox. It sets environment variables, so it cannot run in parallel.
 func TestReplayCommandBooking(t *testing.T) {
 	ctx := context.Background()
-	natsURL, ns := testenv.NATS(t)
+	natsURL, ns := commandEnv(t)
 	dsn := testenv.MySQL(t)
-	t.Setenv("FLIGHTBOOK_NATS_URL", natsURL)
-	t.Setenv("FLIGHTBOOK_NATS_NAMESPACE", ns)
 	t.Setenv("FLIGHTBOOK_MYSQL_DSN", dsn)
-	t.Setenv("FLIGHTBOOK_LOG_LEVEL", "warn")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	db, err := mysql.Open(ctx, dsn, 2, log)
