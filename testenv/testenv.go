@@ -129,7 +129,11 @@ func NATS(t testing.TB) (natsURL, namespace string) {
 	if err != nil {
 		t.Fatalf("testenv: connect to NATS at %s: %v", natsURL, err)
 	}
+	err = keepStreamStore(nc)
 	nc.Close()
+	if err != nil {
+		t.Fatalf("testenv: NATS at %s: %v", natsURL, err)
+	}
 	namespace = Name()
 	prefix := strings.ToUpper(namespace)
 	t.Cleanup(func() {
@@ -163,6 +167,30 @@ func NATS(t testing.TB) (natsURL, namespace string) {
 		}
 	})
 	return natsURL, namespace
+}
+
+// anchorStream is an empty stream kept on the test server for good. nats-server 2.9 removes
+// the account's stream directory when its last stream is deleted, and a stream created by a
+// parallel test at that moment fails with "error creating store for stream" (seen in CI when
+// one test's cleanup deleted the last streams). One stream that is never deleted keeps the
+// directory.
+const anchorStream = "FLIGHTBOOK_TEST_ANCHOR"
+
+func keepStreamStore(nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := cleanupCtx()
+	defer cancel()
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: anchorStream, Subjects: []string{"_flightbook_test_anchor"}, Storage: jetstream.FileStorage,
+		Description: "flightbook tests: keeps the account's stream store; holds nothing",
+	})
+	if err != nil {
+		return fmt.Errorf("anchor stream %s: %w", anchorStream, err)
+	}
+	return nil
 }
 
 // Fatal is a helper for setup errors: it fails t with what was being done.
