@@ -96,6 +96,32 @@ func ClaimMySQL(ctx context.Context, tx *sql.Tx, consumer, msgID string) (first 
 	return n == 1, nil
 }
 
+// ClaimSQLite records in tx that consumer processed msgID. It returns true the first time, and
+// false if the message was already processed (by a committed transaction). The table is the one
+// in the services' SQLite migrations:
+//
+//	CREATE TABLE inbox (
+//	    consumer     TEXT NOT NULL,
+//	    msg_id       TEXT NOT NULL,
+//	    processed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+//	    PRIMARY KEY (consumer, msg_id)
+//	) WITHOUT ROWID;
+//	CREATE INDEX inbox_processed_at ON inbox (processed_at);
+func ClaimSQLite(ctx context.Context, tx *sql.Tx, consumer, msgID string) (first bool, err error) {
+	if err := validate(consumer, msgID); err != nil {
+		return false, err
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO inbox (consumer, msg_id) VALUES (?, ?) ON CONFLICT (consumer, msg_id) DO NOTHING`, consumer, msgID)
+	if err != nil {
+		return false, fmt.Errorf("inbox: claim %s for %s: %w", msgID, consumer, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("inbox: claim %s for %s: %w", msgID, consumer, err)
+	}
+	return n == 1, nil
+}
+
 // CleanupPostgres deletes entries processed longer than retention ago (DefaultRetention if
 // zero), in small batches, and returns how many it deleted.
 func CleanupPostgres(ctx context.Context, db *pgxpool.Pool, retention time.Duration) (int64, error) {
@@ -131,6 +157,32 @@ func CleanupMySQL(ctx context.Context, db *sql.DB, retention time.Duration) (int
 		res, err := db.ExecContext(ctx,
 			`DELETE FROM inbox WHERE processed_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND LIMIT ?`,
 			retention.Microseconds(), cleanupBatch)
+		if err != nil {
+			return total, fmt.Errorf("inbox: cleanup: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("inbox: cleanup: %w", err)
+		}
+		total += n
+		if n < cleanupBatch {
+			return total, nil
+		}
+	}
+}
+
+// CleanupSQLite deletes entries processed longer than retention ago (DefaultRetention if zero),
+// in small batches, and returns how many it deleted.
+func CleanupSQLite(ctx context.Context, db *sql.DB, retention time.Duration) (int64, error) {
+	if retention <= 0 {
+		retention = DefaultRetention
+	}
+	cutoff := time.Now().UTC().Add(-retention).Format("2006-01-02 15:04:05.000")
+	var total int64
+	for {
+		res, err := db.ExecContext(ctx, `
+			DELETE FROM inbox WHERE (consumer, msg_id) IN (
+				SELECT consumer, msg_id FROM inbox WHERE processed_at < ? LIMIT ?)`, cutoff, cleanupBatch)
 		if err != nil {
 			return total, fmt.Errorf("inbox: cleanup: %w", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -199,4 +200,11 @@ func Fatal(t testing.TB, what string, err error) {
 	if err != nil {
 		t.Fatal(fmt.Errorf("%s: %w", what, err))
 	}
+}
+
+// SQLite returns the path of a new, not yet created SQLite database file in the test's
+// temporary directory, which is removed when the test ends.
+func SQLite(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(t.TempDir(), Name()+".db")
 }
