@@ -104,7 +104,7 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 
 	// Every booking change writes its events to the outbox in its own transaction.
 	rules := booking.Rules{HoldTTL: cfg.HoldTTL, PendingTimeout: cfg.PendingTimeout}
-	store := mysql.NewStore(db, rules, messaging.Emit(topo))
+	store := mysql.NewStore(db, rules, messaging.Emit(topo, outbox.AddMySQL)).WithKeyStaleAfter(cfg.KeyStaleAfter)
 	messaging.New(store, topo, log).Register(router)
 	reconciler, err := newBookingReconciler(cfg, store, authn)
 	if err != nil {
@@ -126,7 +126,6 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	)
 	bookingapi.Routes(engine, bookingapi.Deps{
 		Store:   store,
-		Keys:    mysql.NewKeys(db, cfg.KeyStaleAfter),
 		Gateway: booking.NewFakeGateway(),
 		Auth:    authn,
 		Notify:  relay.Notify,
@@ -141,7 +140,7 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return router.Run(gctx) })
-	g.Go(func() error { return store.RunExpiry(gctx, cfg.ExpiryInterval, cfg.ExpiryBatch, log) })
+	g.Go(func() error { return booking.RunExpiry(gctx, store, cfg.ExpiryInterval, cfg.ExpiryBatch, log) })
 	g.Go(func() error { return reconciler.Run(gctx, cfg.ReconcileInterval, log) })
 	g.Go(func() error { return web.Serve(gctx, ln, engine, cfg.HTTP, log) })
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {

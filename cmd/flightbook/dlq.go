@@ -21,6 +21,7 @@ import (
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/dlq"
 	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 	bookingmessaging "github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
@@ -269,7 +270,7 @@ func serviceHandlers(ctx context.Context, entries []dlq.Entry, dryRun bool, log 
 			}
 			closers = append(closers, func() { _ = db.Close() })
 			rules := booking.Rules{HoldTTL: cfg.HoldTTL, PendingTimeout: cfg.PendingTimeout}
-			store := mysql.NewStore(db, rules, bookingmessaging.Emit(topo))
+			store := mysql.NewStore(db, rules, bookingmessaging.Emit(topo, outbox.AddMySQL))
 			services[e.Service] = bookingmessaging.New(store, topo, log).Handler
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 	bookingmessaging "github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
@@ -39,7 +40,7 @@ func TestDLQCommand(t *testing.T) {
 	testenv.Fatal(t, "mysql", err)
 	defer db.Close()
 	topo := events.Topology{Namespace: ns, Source: "flightbook/flight"}
-	store := mysql.NewStore(db, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute}, bookingmessaging.Emit(topo))
+	store := mysql.NewStore(db, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute}, bookingmessaging.Emit(topo, outbox.AddMySQL))
 	b, err := store.Create(ctx, "u1", 7, 2)
 	testenv.Fatal(t, "create booking", err)
 

@@ -44,7 +44,7 @@ func TestOutboxRepublishCommand(t *testing.T) {
 	db, err := mysql.Open(ctx, dsn, 4, log)
 	testenv.Fatal(t, "mysql", err)
 	defer db.Close()
-	store := mysql.NewStore(db, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute}, bookingmessaging.Emit(topo))
+	store := mysql.NewStore(db, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute}, bookingmessaging.Emit(topo, outbox.AddMySQL))
 	since := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
 	for i := range 4 {
 		_, err := store.Create(ctx, "u"+strconv.Itoa(i), 7, 1)

@@ -14,7 +14,7 @@ import (
 	"github.com/flightbook/flightbook/auth"
 	"github.com/flightbook/flightbook/config"
 	"github.com/flightbook/flightbook/reconcile"
-	"github.com/flightbook/flightbook/services/booking/mysql"
+	"github.com/flightbook/flightbook/services/booking"
 )
 
 // flightIDs is a repeatable --flight flag.
@@ -130,14 +130,14 @@ func adminToken(a *auth.Authenticator) func() (string, error) {
 
 // newBookingReconciler is the booking service's periodic, report-only reconciliation: its
 // own bookings come from its store, the holds from the flight service's admin API.
-func newBookingReconciler(cfg bookingConfig, store *mysql.Store, a *auth.Authenticator) (*reconcile.Reconciler, error) {
+func newBookingReconciler(cfg bookingConfig, store booking.Store, a *auth.Authenticator) (*reconcile.Reconciler, error) {
 	if cfg.ReconcileInterval > 0 && cfg.FlightServiceURL == "" {
 		return nil, errors.New("booking: FLIGHTBOOK_RECONCILE_INTERVAL needs FLIGHTBOOK_FLIGHT_SERVICE_URL, the flight service to compare with")
 	}
 	client := &reconcile.Client{FlightURL: strings.TrimRight(cfg.FlightServiceURL, "/"), Token: adminToken(a), HTTP: &http.Client{Timeout: 30 * time.Second}}
 	bookings := func(ctx context.Context, flightID int64) ([]reconcile.Booking, error) {
 		var out []reconcile.Booking
-		q := mysql.FlightQuery{FlightID: flightID, Limit: 1000}
+		q := booking.FlightQuery{FlightID: flightID, Limit: 1000}
 		for {
 			bs, next, err := store.ListByFlight(ctx, q)
 			if err != nil {

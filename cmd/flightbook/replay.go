@@ -17,6 +17,7 @@ import (
 	"github.com/flightbook/flightbook/config"
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/replay"
 	"github.com/flightbook/flightbook/services/booking"
 	bookingmessaging "github.com/flightbook/flightbook/services/booking/messaging"
@@ -232,7 +233,7 @@ func serviceRoute(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ta
 		}
 		closeDB = func() { _ = db.Close() }
 		rules := booking.Rules{HoldTTL: cfg.HoldTTL, PendingTimeout: cfg.PendingTimeout}
-		store := mysql.NewStore(db, rules, bookingmessaging.Emit(topo))
+		store := mysql.NewStore(db, rules, bookingmessaging.Emit(topo, outbox.AddMySQL))
 		bookingmessaging.New(store, topo, log).Register(router)
 		processed = replay.MySQLInbox(db, inboxName)
 	default:

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 	bookingmessaging "github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
@@ -170,7 +171,7 @@ func TestReplayCommandBooking(t *testing.T) {
 	defer db.Close()
 	flightTopo := events.Topology{Namespace: ns, Source: "flightbook/flight"}
 	store := mysql.NewStore(db, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute},
-		bookingmessaging.Emit(events.Topology{Namespace: ns, Source: "flightbook/booking"}))
+		bookingmessaging.Emit(events.Topology{Namespace: ns, Source: "flightbook/booking"}, outbox.AddMySQL))
 	b, err := store.Create(ctx, "u1", 7, 2)
 	testenv.Fatal(t, "create booking", err)
 

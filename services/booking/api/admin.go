@@ -10,7 +10,6 @@ import (
 
 	"github.com/flightbook/flightbook/auth"
 	"github.com/flightbook/flightbook/services/booking"
-	"github.com/flightbook/flightbook/services/booking/mysql"
 	"github.com/flightbook/flightbook/validation"
 	"github.com/flightbook/flightbook/web"
 )
@@ -34,7 +33,7 @@ type adminPage struct {
 // flight_id), oldest first, a page at a time: ?flight_id=N, ?after=<booking id> from the
 // previous page's next_after, ?limit=1..1000 (100).
 func (s *server) adminList(c *gin.Context) {
-	q := mysql.FlightQuery{Limit: 100}
+	q := booking.FlightQuery{Limit: 100}
 	var v validation.Errors
 	if f := c.Query("flight_id"); f != "" {
 		id, err := strconv.ParseInt(f, 10, 64)
@@ -71,21 +70,21 @@ func (s *server) adminList(c *gin.Context) {
 // release of a booking this service has no record of: the flight service's hold says which
 // seats they are.
 type repairRequest struct {
-	Action   mysql.Repair `json:"action"`
-	FlightID int64        `json:"flight_id"`
-	Seats    int          `json:"seats"`
+	Action   booking.Repair `json:"action"`
+	FlightID int64          `json:"flight_id"`
+	Seats    int            `json:"seats"`
 }
 
 // repairView is the answer to a repair: the booking as it stands (absent for an orphan
 // release) and the command queued.
 type repairView struct {
-	Action  mysql.Repair `json:"action"`
-	Booking *bookingView `json:"booking,omitempty"`
+	Action  booking.Repair `json:"action"`
+	Booking *bookingView   `json:"booking,omitempty"`
 }
 
 // repair re-sends the flight service one saga command for a booking, writing it to the
 // outbox with a history line in one transaction and leaving the status alone (see
-// mysql.Store.Repair). A command that does not fit the booking's status is a 409. A release
+// booking.Store.Repair). A command that does not fit the booking's status is a 409. A release
 // for a booking that does not exist, with flight_id and seats, releases seats the flight
 // service holds for nobody.
 func (s *server) repair(c *gin.Context) {
@@ -99,7 +98,7 @@ func (s *server) repair(c *gin.Context) {
 	}
 	ctx, id := c.Request.Context(), c.Param("id")
 	ch, err := s.Store.Repair(ctx, id, req.Action)
-	if errors.Is(err, booking.ErrNotFound) && req.Action == mysql.RepairRelease && req.FlightID != 0 {
+	if errors.Is(err, booking.ErrNotFound) && req.Action == booking.RepairRelease && req.FlightID != 0 {
 		if _, perr := uuid.Parse(id); perr == nil {
 			if err = s.Store.ReleaseOrphan(ctx, id, req.FlightID, req.Seats); err == nil {
 				s.Notify()

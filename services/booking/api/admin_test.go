@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/flightbook/flightbook/auth"
 	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking/api"
 	"github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
@@ -31,10 +31,10 @@ func newOutboxEnv(t *testing.T) (*env, *atomic.Int64) {
 	authn, err := auth.New(auth.Config{Secret: "test-secret-at-least-16", Issuer: "flightbook"}, nil)
 	testenv.Fatal(t, "auth", err)
 	e := &env{t: t, db: db, authn: authn}
-	e.store = mysql.NewStore(db, rules, messaging.Emit(events.Topology{Source: "test/booking"}))
+	e.store = mysql.NewStore(db, rules, messaging.Emit(events.Topology{Source: "test/booking"}, outbox.AddMySQL))
 	var notified atomic.Int64
 	engine := web.NewEngine(log)
-	api.Routes(engine, api.Deps{Store: e.store, Keys: mysql.NewKeys(db, time.Minute), Auth: authn,
+	api.Routes(engine, api.Deps{Store: e.store, Auth: authn,
 		Notify: func() { notified.Add(1) }})
 	e.h = engine
 	return e, &notified

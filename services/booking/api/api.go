@@ -1,5 +1,6 @@
 // Package api serves the booking service's REST API with gin: it decodes requests, runs them
-// through the mysql store (and the payment gateway), and encodes the answers. Every route
+// through the booking store (booking.Store: MySQL in production, SQLite in the dev mode) and
+// the payment gateway, and encodes the answers. Every route
 // needs a bearer token; a booking is visible to its owner and to admins only.
 package api
 
@@ -7,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -23,7 +23,6 @@ import (
 
 	"github.com/flightbook/flightbook/auth"
 	"github.com/flightbook/flightbook/services/booking"
-	"github.com/flightbook/flightbook/services/booking/mysql"
 	"github.com/flightbook/flightbook/validation"
 	"github.com/flightbook/flightbook/web"
 )
@@ -41,8 +40,8 @@ const MaxWait = 10 * time.Second
 
 // Deps is what the handlers need.
 type Deps struct {
-	Store   *mysql.Store
-	Keys    *mysql.Keys
+	// Store keeps the bookings and the idempotency keys.
+	Store   booking.Store
 	Gateway booking.PaymentGateway
 	Auth    *auth.Authenticator
 	// Notify, when set, is called after a commit that queued effects (it wakes the outbox
@@ -93,9 +92,9 @@ func fail(c *gin.Context, err error) {
 		status, code = http.StatusConflict, "hold_expired"
 	case errors.Is(err, booking.ErrInvalidTransition):
 		status, code = http.StatusConflict, "invalid_status"
-	case errors.Is(err, mysql.ErrKeyReused):
+	case errors.Is(err, booking.ErrKeyReused):
 		status, code = http.StatusUnprocessableEntity, "idempotency_key_reused"
-	case errors.Is(err, mysql.ErrKeyInProgress):
+	case errors.Is(err, booking.ErrKeyInProgress):
 		status, code = http.StatusConflict, "idempotency_key_in_progress"
 	case errors.Is(err, booking.ErrPaymentDeclined):
 		status, code = http.StatusPaymentRequired, "payment_declined"
@@ -182,7 +181,7 @@ func rawBody(c *gin.Context) ([]byte, error) {
 
 // idempotencyKey reads the Idempotency-Key header into a key for this request (nil when
 // absent), answering 400 for a malformed one.
-func idempotencyKey(c *gin.Context, body []byte) (*mysql.Key, bool) {
+func idempotencyKey(c *gin.Context, body []byte) (*booking.Key, bool) {
 	k := c.GetHeader(HeaderIdempotencyKey)
 	if k == "" {
 		return nil, true
@@ -194,11 +193,11 @@ func idempotencyKey(c *gin.Context, body []byte) (*mysql.Key, bool) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s %s\n", c.Request.Method, c.Request.URL.Path)
 	h.Write(body)
-	return &mysql.Key{UserID: user(c).ID, Key: k, Hash: hex.EncodeToString(h.Sum(nil))}, true
+	return &booking.Key{UserID: user(c).ID, Key: k, Hash: hex.EncodeToString(h.Sum(nil))}, true
 }
 
 // replay answers with a stored response.
-func replay(c *gin.Context, r *mysql.Response) {
+func replay(c *gin.Context, r *booking.Response) {
 	c.Header(HeaderReplayed, "true")
 	c.Data(r.Status, "application/json; charset=utf-8", r.Body)
 }
@@ -206,16 +205,16 @@ func replay(c *gin.Context, r *mysql.Response) {
 // inKeyedTx runs work in one transaction with the claim of key (when not nil) and the storing
 // of the response work returns, so a request either happened with its key recorded or not at
 // all. It returns the stored response to replay when key was already completed.
-func (s *server) inKeyedTx(ctx context.Context, key *mysql.Key, work func(tx *sql.Tx) (int, booking.Booking, error)) (mysql.Response, bool, booking.Booking, error) {
+func (s *server) inKeyedTx(ctx context.Context, key *booking.Key, work func(tx booking.Tx) (int, booking.Booking, error)) (booking.Response, bool, booking.Booking, error) {
 	var (
-		resp     mysql.Response
+		resp     booking.Response
 		replayed bool
 		b        booking.Booking
 	)
-	err := mysql.InTx(ctx, s.Store.DB(), func(tx *sql.Tx) error {
+	err := s.Store.InTx(ctx, func(tx booking.Tx) error {
 		replayed = false
 		if key != nil {
-			r, err := s.Keys.ClaimTx(ctx, tx, *key)
+			r, err := tx.ClaimKey(ctx, *key)
 			if err != nil {
 				return err
 			}
@@ -232,9 +231,9 @@ func (s *server) inKeyedTx(ctx context.Context, key *mysql.Key, work func(tx *sq
 		if err != nil {
 			return fmt.Errorf("encode booking: %w", err)
 		}
-		resp, b = mysql.Response{Status: status, Body: body}, nb
+		resp, b = booking.Response{Status: status, Body: body}, nb
 		if key != nil {
-			return s.Keys.CompleteTx(ctx, tx, *key, resp)
+			return tx.CompleteKey(ctx, *key, resp)
 		}
 		return nil
 	})
@@ -269,8 +268,8 @@ func (s *server) create(c *gin.Context) {
 		web.AbortStatus(c, http.StatusBadRequest, "invalid_prefer", fmt.Sprintf("Prefer: wait must be a whole number of seconds (at most %d are honoured)", int(MaxWait/time.Second)))
 		return
 	}
-	resp, replayed, b, err := s.inKeyedTx(c.Request.Context(), key, func(tx *sql.Tx) (int, booking.Booking, error) {
-		b, err := s.Store.CreateTx(c.Request.Context(), tx, user(c).ID, req.FlightID, req.Seats)
+	resp, replayed, b, err := s.inKeyedTx(c.Request.Context(), key, func(tx booking.Tx) (int, booking.Booking, error) {
+		b, err := tx.Create(c.Request.Context(), user(c).ID, req.FlightID, req.Seats)
 		return http.StatusAccepted, b, err
 	})
 	if err != nil {
@@ -377,7 +376,7 @@ func (s *server) history(c *gin.Context) {
 // list answers the caller's own bookings, newest first, a page at a time: ?status=HELD,
 // ?limit=1..100 (20), ?cursor= from the previous page's next_cursor.
 func (s *server) list(c *gin.Context) {
-	q := mysql.ListQuery{UserID: user(c).ID, Limit: 20}
+	q := booking.ListQuery{UserID: user(c).ID, Limit: 20}
 	var v validation.Errors
 	if st := c.Query("status"); st != "" {
 		q.Status = booking.Status(strings.ToUpper(st))
@@ -435,8 +434,8 @@ func (s *server) cancel(c *gin.Context) {
 	if !ok {
 		return
 	}
-	resp, replayed, _, err := s.inKeyedTx(c.Request.Context(), key, func(tx *sql.Tx) (int, booking.Booking, error) {
-		ch, err := s.Store.ApplyTx(c.Request.Context(), tx, b.ID, booking.Cancel{})
+	resp, replayed, _, err := s.inKeyedTx(c.Request.Context(), key, func(tx booking.Tx) (int, booking.Booking, error) {
+		ch, err := tx.Apply(c.Request.Context(), b.ID, booking.Cancel{})
 		return http.StatusOK, ch.Booking, err
 	})
 	if err != nil {
@@ -496,7 +495,7 @@ func (s *server) pay(c *gin.Context) {
 	if !ok {
 		return
 	}
-	stored, err := s.Keys.Claim(c.Request.Context(), *key)
+	stored, err := s.Store.ClaimKey(c.Request.Context(), *key)
 	if err != nil {
 		fail(c, err)
 		return
@@ -509,7 +508,7 @@ func (s *server) pay(c *gin.Context) {
 	done := false
 	defer func() {
 		if !done {
-			if err := s.Keys.Release(context.WithoutCancel(c.Request.Context()), *key); err != nil {
+			if err := s.Store.ReleaseKey(context.WithoutCancel(c.Request.Context()), *key); err != nil {
 				web.Logger(c.Request.Context()).Error("release idempotency key", "error", err)
 			}
 		}
@@ -526,7 +525,7 @@ func (s *server) pay(c *gin.Context) {
 		fail(c, fmt.Errorf("charge booking %s: %w", b.ID, err))
 		return
 	}
-	p, err := mysql.NewPayment(b.ID, res)
+	p, err := booking.NewPayment(b.ID, res)
 	if err != nil {
 		fail(c, err)
 		return
@@ -534,8 +533,8 @@ func (s *server) pay(c *gin.Context) {
 	// The money is taken: finish even if the client hangs up.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 30*time.Second)
 	defer cancel()
-	resp, _, _, err := s.inKeyedTx(ctx, nil, func(tx *sql.Tx) (int, booking.Booking, error) {
-		ch, err := s.Store.ConfirmPaymentTx(ctx, tx, p)
+	resp, _, _, err := s.inKeyedTx(ctx, nil, func(tx booking.Tx) (int, booking.Booking, error) {
+		ch, err := tx.ConfirmPayment(ctx, p)
 		if err != nil {
 			return 0, booking.Booking{}, err
 		}
@@ -543,7 +542,7 @@ func (s *server) pay(c *gin.Context) {
 		if err != nil {
 			return 0, booking.Booking{}, err
 		}
-		return http.StatusOK, ch.Booking, s.Keys.CompleteTx(ctx, tx, *key, mysql.Response{Status: http.StatusOK, Body: body})
+		return http.StatusOK, ch.Booking, tx.CompleteKey(ctx, *key, booking.Response{Status: http.StatusOK, Body: body})
 	})
 	if err != nil {
 		fail(c, s.settleLatePayment(ctx, p, err))

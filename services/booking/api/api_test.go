@@ -59,9 +59,9 @@ func newEnv(t *testing.T) *env {
 	authn, err := auth.New(auth.Config{Secret: "test-secret-at-least-16", Issuer: "flightbook"}, nil)
 	testenv.Fatal(t, "auth", err)
 	e := &env{t: t, db: db, gateway: &gateway{FakeGateway: booking.NewFakeGateway()}, authn: authn}
-	e.store = mysql.NewStore(db, rules, nil).WithClock(func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) })
+	e.store = mysql.NewStore(db, rules, nil).WithClock(func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) }).WithKeyStaleAfter(time.Minute)
 	engine := web.NewEngine(log)
-	api.Routes(engine, api.Deps{Store: e.store, Keys: mysql.NewKeys(db, time.Minute), Gateway: e.gateway, Auth: authn, PollEvery: 10 * time.Millisecond})
+	api.Routes(engine, api.Deps{Store: e.store, Gateway: e.gateway, Auth: authn, PollEvery: 10 * time.Millisecond})
 	e.h = engine
 	return e
 }
@@ -149,10 +149,10 @@ func (e *env) create(user string) string {
 	return r.json(e.t)["id"].(string)
 }
 
-// hold applies SeatsHeld the way the saga consumer will: ApplySeatsHeld in its transaction.
+// hold applies SeatsHeld the way the saga consumer will: Apply in its transaction.
 func (e *env) hold(id string) {
-	err := mysql.InTx(context.Background(), e.db, func(tx *sql.Tx) error {
-		_, err := e.store.ApplySeatsHeld(context.Background(), tx, id, booking.SeatsHeld{UnitPrice: 5000, Total: 10000, Currency: "EUR"})
+	err := e.store.InTx(context.Background(), func(tx booking.Tx) error {
+		_, err := tx.Apply(context.Background(), id, booking.SeatsHeld{UnitPrice: 5000, Total: 10000, Currency: "EUR"})
 		return err
 	})
 	testenv.Fatal(e.t, "seats held", err)
@@ -315,8 +315,8 @@ func TestPreferWait(t *testing.T) {
 	}
 }
 
-// TestSagaThenPay drives the saga as the consumers will (ApplySeatsHeld and
-// ApplySeatHoldRejected on the store) and pays through the API.
+// TestSagaThenPay drives the saga as the consumers will (SeatsHeld and SeatHoldRejected
+// applied in a store transaction) and pays through the API.
 func TestSagaThenPay(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -370,8 +370,8 @@ func TestSagaThenPay(t *testing.T) {
 
 	// An unknown flight: the flight service rejects the hold through the saga.
 	rid := e.create("alice")
-	err := mysql.InTx(context.Background(), e.db, func(tx *sql.Tx) error {
-		_, err := e.store.ApplySeatHoldRejected(context.Background(), tx, rid, booking.SeatHoldRejected{Reason: "flight_not_found"})
+	err := e.store.InTx(context.Background(), func(tx booking.Tx) error {
+		_, err := tx.Apply(context.Background(), rid, booking.SeatHoldRejected{Reason: "flight_not_found"})
 		return err
 	})
 	testenv.Fatal(t, "reject", err)

@@ -1,7 +1,7 @@
 // Package messaging connects the booking saga to JetStream: it turns the effects of each
 // booking change into events in the booking outbox (inside the change's transaction), and
-// consumes the flight service's replies, applying each to its booking in one MySQL
-// transaction with the inbox record.
+// consumes the flight service's replies, applying each to its booking in one transaction of
+// the booking store (MySQL or SQLite) with the inbox record.
 package messaging
 
 import (
@@ -13,10 +13,8 @@ import (
 
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
-	"github.com/flightbook/flightbook/inbox"
 	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
-	"github.com/flightbook/flightbook/services/booking/mysql"
 )
 
 // Route names of the booking service's consumers.
@@ -27,10 +25,11 @@ const (
 	RouteConfirmed = "seats-confirmed"
 )
 
-// Emit returns the store's Emit hook: every effect of a change becomes an event in the booking
-// outbox, in the change's own transaction, so an event is published if and only if the change
-// committed.
-func Emit(topo events.Topology) mysql.Emit {
+// Emit returns the store's Emit hook (mysql.Emit, sqlite.Emit): every effect of a change
+// becomes an event in the booking outbox, in the change's own transaction, so an event is
+// published if and only if the change committed. add writes to the outbox of the store's
+// database: outbox.AddMySQL or outbox.AddSQLite.
+func Emit(topo events.Topology, add func(ctx context.Context, tx *sql.Tx, msgs ...outbox.Message) error) func(ctx context.Context, tx *sql.Tx, b booking.Booking, effects []booking.Effect) error {
 	return func(ctx context.Context, tx *sql.Tx, b booking.Booking, effects []booking.Effect) error {
 		msgs := make([]outbox.Message, 0, len(effects))
 		for _, e := range effects {
@@ -44,7 +43,7 @@ func Emit(topo events.Topology) mysql.Emit {
 			}
 			msgs = append(msgs, outbox.Message(m))
 		}
-		return outbox.AddMySQL(ctx, tx, msgs...)
+		return add(ctx, tx, msgs...)
 	}
 }
 
@@ -75,13 +74,13 @@ func Event(b booking.Booking, e booking.Effect) (events.Event, error) {
 
 // Handlers consumes the flight service's replies.
 type Handlers struct {
-	store *mysql.Store
+	store booking.Store
 	topo  events.Topology
 	log   *slog.Logger
 }
 
-// New returns the booking saga's reply handlers.
-func New(store *mysql.Store, topo events.Topology, log *slog.Logger) *Handlers {
+// New returns the booking saga's reply handlers, applying the replies in store.
+func New(store booking.Store, topo events.Topology, log *slog.Logger) *Handlers {
 	return &Handlers{store: store, topo: topo, log: log}
 }
 
@@ -119,15 +118,15 @@ func decode[E events.Event](d consumer.Delivery) (E, error) {
 	return ev, nil
 }
 
-// apply runs fn on the booking in one transaction guarded by the inbox. A reply for a booking
+// apply applies in to the booking in one transaction guarded by the inbox. A reply for a booking
 // this service does not know can never apply: it goes to the dead-letter subject.
-func (h *Handlers) apply(ctx context.Context, route, bookingID string, d consumer.Delivery, fn func(tx *sql.Tx) (booking.Change, error)) error {
-	err := mysql.InTx(ctx, h.store.DB(), func(tx *sql.Tx) error {
-		first, err := inbox.ClaimMySQL(ctx, tx, events.ServiceBooking+"."+route, d.ID)
+func (h *Handlers) apply(ctx context.Context, route, bookingID string, d consumer.Delivery, in booking.Input) error {
+	err := h.store.InTx(ctx, func(tx booking.Tx) error {
+		first, err := tx.ClaimMessage(ctx, events.ServiceBooking+"."+route, d.ID)
 		if err != nil || !first {
 			return err
 		}
-		c, err := fn(tx)
+		c, err := tx.Apply(ctx, bookingID, in)
 		if err != nil {
 			return err
 		}
@@ -151,9 +150,7 @@ func (h *Handlers) SeatsHeld(ctx context.Context, d consumer.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return h.apply(ctx, RouteHeld, ev.BookingID, d, func(tx *sql.Tx) (booking.Change, error) {
-		return h.store.ApplySeatsHeld(ctx, tx, ev.BookingID, booking.SeatsHeld{UnitPrice: ev.UnitPrice, Total: ev.Total, Currency: ev.Currency})
-	})
+	return h.apply(ctx, RouteHeld, ev.BookingID, d, booking.SeatsHeld{UnitPrice: ev.UnitPrice, Total: ev.Total, Currency: ev.Currency})
 }
 
 // SeatHoldRejected moves a PENDING booking to REJECTED.
@@ -162,9 +159,7 @@ func (h *Handlers) SeatHoldRejected(ctx context.Context, d consumer.Delivery) er
 	if err != nil {
 		return err
 	}
-	return h.apply(ctx, RouteRejected, ev.BookingID, d, func(tx *sql.Tx) (booking.Change, error) {
-		return h.store.ApplySeatHoldRejected(ctx, tx, ev.BookingID, booking.SeatHoldRejected{Reason: string(ev.Reason)})
-	})
+	return h.apply(ctx, RouteRejected, ev.BookingID, d, booking.SeatHoldRejected{Reason: string(ev.Reason)})
 }
 
 // SeatsReleased records in the booking's history that its seats are back on sale.
@@ -173,9 +168,7 @@ func (h *Handlers) SeatsReleased(ctx context.Context, d consumer.Delivery) error
 	if err != nil {
 		return err
 	}
-	return h.apply(ctx, RouteReleased, ev.BookingID, d, func(tx *sql.Tx) (booking.Change, error) {
-		return h.store.ApplySeatsReleased(ctx, tx, ev.BookingID)
-	})
+	return h.apply(ctx, RouteReleased, ev.BookingID, d, booking.SeatsReleased{})
 }
 
 // SeatsConfirmed records in the booking's history that its seats are sold.
@@ -184,7 +177,5 @@ func (h *Handlers) SeatsConfirmed(ctx context.Context, d consumer.Delivery) erro
 	if err != nil {
 		return err
 	}
-	return h.apply(ctx, RouteConfirmed, ev.BookingID, d, func(tx *sql.Tx) (booking.Change, error) {
-		return h.store.ApplySeatsConfirmed(ctx, tx, ev.BookingID)
-	})
+	return h.apply(ctx, RouteConfirmed, ev.BookingID, d, booking.SeatsConfirmed{})
 }

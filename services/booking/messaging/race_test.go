@@ -2,13 +2,11 @@ package messaging_test
 
 import (
 	"context"
-	"database/sql"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flightbook/flightbook/services/booking"
-	"github.com/flightbook/flightbook/services/booking/mysql"
 	"github.com/flightbook/flightbook/testenv"
 )
 
@@ -41,13 +39,13 @@ func TestPaymentRacesExpiryThroughTheSaga(t *testing.T) {
 		expirer := s.bookings.WithClock(func() time.Time { return end })
 		wg.Go(func() {
 			<-gate
-			p, err := mysql.NewPayment(id, booking.PaymentResult{Ref: "ch_" + id, Amount: b.Total, Currency: b.Currency})
+			p, err := booking.NewPayment(id, booking.PaymentResult{Ref: "ch_" + id, Amount: b.Total, Currency: b.Currency})
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			// Losing to the expiry is an expected outcome here.
-			_ = mysql.InTx(ctx, s.bookings.DB(), func(tx *sql.Tx) error { _, err := payer.ConfirmPaymentTx(ctx, tx, p); return err })
+			_ = payer.InTx(ctx, func(tx booking.Tx) error { _, err := tx.ConfirmPayment(ctx, p); return err })
 		})
 		wg.Go(func() {
 			<-gate

@@ -255,14 +255,11 @@ func (s *system) pay(t *testing.T, id string) {
 	ctx := context.Background()
 	b, err := s.bookings.Get(ctx, id)
 	testenv.Fatal(t, "get", err)
-	tx, err := s.bookings.DB().BeginTx(ctx, nil)
-	testenv.Fatal(t, "begin", err)
-	_, err = s.bookings.ConfirmPaymentTx(ctx, tx, booking.Payment{
-		ID: uuid.Must(uuid.NewV7()).String(), BookingID: id, Amount: b.Total, Currency: b.Currency, GatewayRef: "test-" + id,
+	err = s.bookings.InTx(ctx, func(tx booking.Tx) error {
+		_, err := tx.ConfirmPayment(ctx, booking.Payment{
+			ID: uuid.Must(uuid.NewV7()).String(), BookingID: id, Amount: b.Total, Currency: b.Currency, GatewayRef: "test-" + id,
+		})
+		return err
 	})
-	if err != nil {
-		_ = tx.Rollback()
-		t.Fatalf("pay %s: %v", id, err)
-	}
-	testenv.Fatal(t, "commit", tx.Commit())
+	testenv.Fatal(t, "pay "+id, err)
 }

@@ -59,7 +59,7 @@ func start(t *testing.T, rules booking.Rules) *system {
 	testenv.Fatal(t, "streams", events.EnsureStreams(ctx, bjs, btopo, events.StreamConfig{}))
 
 	cc := consumer.Config{AckWait: 10 * time.Second, MaxDeliver: 5, Backoff: []time.Duration{50 * time.Millisecond}, Concurrency: 8}
-	store := mysql.NewStore(db, rules, bookingmessaging.Emit(btopo))
+	store := mysql.NewStore(db, rules, bookingmessaging.Emit(btopo, outbox.AddMySQL))
 	brelay := outbox.NewMySQLRelay(db, bjs, outbox.RelayConfig{LockName: ns, PollInterval: 20 * time.Millisecond}, log)
 	brouter, err := consumer.New(bnc, bjs, events.ServiceBooking, ns, cc, log)
 	testenv.Fatal(t, "booking router", err)

@@ -17,14 +17,23 @@ import (
 // became. The service wires it to the outbox; tests record the effects.
 type Emit func(ctx context.Context, tx *sql.Tx, b booking.Booking, effects []booking.Effect) error
 
-// Store keeps bookings and their history, and runs the saga's transitions under the
-// booking's row lock.
+// Store keeps bookings and their history, payments and idempotency keys, and runs the
+// saga's transitions under the booking's row lock. It implements booking.Store.
 type Store struct {
 	db    *sql.DB
 	rules booking.Rules
 	emit  Emit
 	now   func() time.Time
+	// keyStaleAfter is how long an in_progress idempotency key may stay so before another
+	// request may take it over: a request that crashed mid-way must not lock its key forever.
+	keyStaleAfter time.Duration
 }
+
+var _ booking.Store = (*Store)(nil)
+
+// DefaultKeyStaleAfter is how long an idempotency key may stay in progress before a retry
+// may take it over, unless WithKeyStaleAfter says otherwise.
+const DefaultKeyStaleAfter = 2 * time.Minute
 
 // NewStore returns a Store on db applying rules. emit is called in every transaction that
 // produces effects; nil discards them.
@@ -32,13 +41,21 @@ func NewStore(db *sql.DB, rules booking.Rules, emit Emit) *Store {
 	if emit == nil {
 		emit = func(context.Context, *sql.Tx, booking.Booking, []booking.Effect) error { return nil }
 	}
-	return &Store{db: db, rules: rules, emit: emit, now: time.Now}
+	return &Store{db: db, rules: rules, emit: emit, now: time.Now, keyStaleAfter: DefaultKeyStaleAfter}
 }
 
 // WithClock returns a copy of s that reads the time from now (tests move time with it).
 func (s *Store) WithClock(now func() time.Time) *Store {
 	c := *s
 	c.now = now
+	return &c
+}
+
+// WithKeyStaleAfter returns a copy of s on which an idempotency key in progress for longer
+// than d (its request crashed) may be taken over by a retry.
+func (s *Store) WithKeyStaleAfter(d time.Duration) *Store {
+	c := *s
+	c.keyStaleAfter = d
 	return &c
 }
 
@@ -49,26 +66,36 @@ func (s *Store) Now() time.Time { return s.now().UTC().Truncate(time.Microsecond
 // Rules returns the saga timings the store applies.
 func (s *Store) Rules() booking.Rules { return s.rules }
 
-// DB returns the store's database, for callers composing their own transactions with InTx.
+// DB returns the store's database (the outbox relay and operator commands share it).
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Ping checks the database is reachable.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
+// InTx runs fn in one transaction; see inTx for the retries of deadlocks.
+func (s *Store) InTx(ctx context.Context, fn func(booking.Tx) error) error {
+	return inTx(ctx, s.db, func(t *sql.Tx) error { return fn(&tx{s: s, tx: t}) })
+}
+
+// tx is booking.Tx over one MySQL transaction.
+type tx struct {
+	s  *Store
+	tx *sql.Tx
+}
+
 // Create records a new PENDING booking and its SeatHoldRequested in one transaction.
 func (s *Store) Create(ctx context.Context, userID string, flightID int64, seats int) (booking.Booking, error) {
 	var b booking.Booking
-	err := InTx(ctx, s.db, func(tx *sql.Tx) error {
+	err := s.InTx(ctx, func(t booking.Tx) error {
 		var err error
-		b, err = s.CreateTx(ctx, tx, userID, flightID, seats)
+		b, err = t.Create(ctx, userID, flightID, seats)
 		return err
 	})
 	return b, err
 }
 
-// CreateTx is Create inside the caller's transaction (the api records the idempotency key in
-// the same one).
-func (s *Store) CreateTx(ctx context.Context, tx *sql.Tx, userID string, flightID int64, seats int) (booking.Booking, error) {
+// Create implements booking.Tx.
+func (t *tx) Create(ctx context.Context, userID string, flightID int64, seats int) (booking.Booking, error) {
 	if err := booking.ValidateRequest(flightID, seats); err != nil {
 		return booking.Booking{}, err
 	}
@@ -76,16 +103,16 @@ func (s *Store) CreateTx(ctx context.Context, tx *sql.Tx, userID string, flightI
 	if err != nil {
 		return booking.Booking{}, fmt.Errorf("booking id: %w", err)
 	}
-	c := booking.New(id.String(), userID, flightID, seats, s.Now())
+	c := booking.New(id.String(), userID, flightID, seats, t.s.Now())
 	b := c.Booking
-	_, err = tx.ExecContext(ctx, `
+	_, err = t.tx.ExecContext(ctx, `
 		INSERT INTO bookings (id, user_id, flight_id, seats, status, created_at, updated_at, version)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.ID, b.UserID, b.FlightID, b.Seats, b.Status, b.CreatedAt, b.UpdatedAt, b.Version)
 	if err != nil {
 		return booking.Booking{}, fmt.Errorf("insert booking: %w", err)
 	}
-	if err := s.record(ctx, tx, c); err != nil {
+	if err := t.record(ctx, c); err != nil {
 		return booking.Booking{}, err
 	}
 	return b, nil
@@ -100,18 +127,10 @@ func (s *Store) Get(ctx context.Context, id string) (booking.Booking, error) {
 	return b, nil
 }
 
-// ListQuery selects a user's bookings, newest first.
-type ListQuery struct {
-	UserID string
-	Status booking.Status // empty for any
-	Before string         // cursor: only bookings with an id below this one
-	Limit  int
-}
-
 // List returns up to q.Limit of the user's bookings, newest first, and the cursor of the next
 // page ("" on the last page). Ids are UUIDv7, so id order is creation order and the keyset
 // seeks the (user_id, [status,] id) index.
-func (s *Store) List(ctx context.Context, q ListQuery) ([]booking.Booking, string, error) {
+func (s *Store) List(ctx context.Context, q booking.ListQuery) ([]booking.Booking, string, error) {
 	where, args := ` WHERE user_id = ?`, []any{q.UserID}
 	if q.Status != "" {
 		where += ` AND status = ?`
@@ -169,58 +188,38 @@ func (s *Store) History(ctx context.Context, id string) ([]booking.HistoryEntry,
 	return out, nil
 }
 
-// Apply applies in to the booking in a transaction of its own. See ApplyTx.
+// Apply applies in to the booking in a transaction of its own. See tx.Apply.
 func (s *Store) Apply(ctx context.Context, id string, in booking.Input) (booking.Change, error) {
 	var c booking.Change
-	err := InTx(ctx, s.db, func(tx *sql.Tx) error {
+	err := s.InTx(ctx, func(t booking.Tx) error {
 		var err error
-		c, err = s.ApplyTx(ctx, tx, id, in)
+		c, err = t.Apply(ctx, id, in)
 		return err
 	})
 	return c, err
 }
 
-// ApplyTx locks the booking's row, applies in with the domain's rules at the store's time,
+// Apply locks the booking's row, applies in with the domain's rules at the store's time,
 // and, unless the change is a no-op, writes the row, a history line and the effects, all in
-// tx. It returns the change (Noop for a duplicate or a message that no longer applies) or the
-// domain's error (booking.ErrInvalidTransition, ErrHoldExpired, ...) wrapped with the id.
-func (s *Store) ApplyTx(ctx context.Context, tx *sql.Tx, id string, in booking.Input) (booking.Change, error) {
-	b, err := lock(ctx, tx, id)
+// the transaction. It returns the change (Noop for a duplicate or a message that no longer
+// applies) or the domain's error (booking.ErrInvalidTransition, ErrHoldExpired, ...) wrapped
+// with the id.
+func (t *tx) Apply(ctx context.Context, id string, in booking.Input) (booking.Change, error) {
+	b, err := t.lock(ctx, id)
 	if err != nil {
 		return booking.Change{}, err
 	}
-	c, err := s.rules.Apply(b, in, s.Now())
+	c, err := t.s.rules.Apply(b, in, t.s.Now())
 	if err != nil {
 		return booking.Change{}, fmt.Errorf("booking %s: %w", id, err)
 	}
 	if c.Noop() {
 		return c, nil
 	}
-	if err := s.save(ctx, tx, b.Version, c); err != nil {
+	if err := t.save(ctx, b.Version, c); err != nil {
 		return booking.Change{}, err
 	}
 	return c, nil
-}
-
-// ApplySeatsHeld applies the flight service's SeatsHeld in the consumer's transaction.
-func (s *Store) ApplySeatsHeld(ctx context.Context, tx *sql.Tx, id string, in booking.SeatsHeld) (booking.Change, error) {
-	return s.ApplyTx(ctx, tx, id, in)
-}
-
-// ApplySeatHoldRejected applies the flight service's SeatHoldRejected in the consumer's
-// transaction.
-func (s *Store) ApplySeatHoldRejected(ctx context.Context, tx *sql.Tx, id string, in booking.SeatHoldRejected) (booking.Change, error) {
-	return s.ApplyTx(ctx, tx, id, in)
-}
-
-// ApplySeatsReleased records the flight service's SeatsReleased in the booking's history.
-func (s *Store) ApplySeatsReleased(ctx context.Context, tx *sql.Tx, id string) (booking.Change, error) {
-	return s.ApplyTx(ctx, tx, id, booking.SeatsReleased{})
-}
-
-// ApplySeatsConfirmed records the flight service's SeatsConfirmed in the booking's history.
-func (s *Store) ApplySeatsConfirmed(ctx context.Context, tx *sql.Tx, id string) (booking.Change, error) {
-	return s.ApplyTx(ctx, tx, id, booking.SeatsConfirmed{})
 }
 
 // Cancel cancels a HELD or CONFIRMED booking in a transaction of its own; a confirmed one
@@ -262,8 +261,8 @@ func scanBooking(row scanner) (booking.Booking, error) {
 // lock reads the booking under an exclusive row lock held until tx ends: every change of a
 // booking goes through here, which is what makes payment, cancel and expiry mutually
 // exclusive.
-func lock(ctx context.Context, tx *sql.Tx, id string) (booking.Booking, error) {
-	b, err := scanBooking(tx.QueryRowContext(ctx, selectBooking+` WHERE id = ? FOR UPDATE`, id))
+func (t *tx) lock(ctx context.Context, id string) (booking.Booking, error) {
+	b, err := scanBooking(t.tx.QueryRowContext(ctx, selectBooking+` WHERE id = ? FOR UPDATE`, id))
 	if err != nil {
 		return booking.Booking{}, fmt.Errorf("lock booking %s: %w", id, err)
 	}
@@ -273,9 +272,9 @@ func lock(ctx context.Context, tx *sql.Tx, id string) (booking.Booking, error) {
 // save writes a change made under the row lock: the row (guarded by the version read under
 // the lock, which can only fail if someone bypassed the lock), the history line, a refund
 // owed, and the effects.
-func (s *Store) save(ctx context.Context, tx *sql.Tx, version int64, c booking.Change) error {
+func (t *tx) save(ctx context.Context, version int64, c booking.Change) error {
 	b := c.Booking
-	res, err := tx.ExecContext(ctx, `
+	res, err := t.tx.ExecContext(ctx, `
 		UPDATE bookings SET status = ?, unit_price = ?, total = ?, currency = ?, hold_expires_at = ?,
 		       reject_reason = ?, payment_id = ?, updated_at = ?, version = ?
 		WHERE id = ? AND version = ?`,
@@ -289,18 +288,18 @@ func (s *Store) save(ctx context.Context, tx *sql.Tx, version int64, c booking.C
 	}
 	for _, e := range c.Effects {
 		if e.Kind == booking.AnnounceCancelled && e.Refund > 0 {
-			if err := owe(ctx, tx, b, b.PaymentID, e.Refund, "cancelled", b.UpdatedAt); err != nil {
+			if err := t.owe(ctx, b, b.PaymentID, e.Refund, "cancelled", b.UpdatedAt); err != nil {
 				return err
 			}
 		}
 	}
-	return s.record(ctx, tx, c)
+	return t.record(ctx, c)
 }
 
 // record writes the history line and emits the effects of a change already written.
-func (s *Store) record(ctx context.Context, tx *sql.Tx, c booking.Change) error {
+func (t *tx) record(ctx context.Context, c booking.Change) error {
 	b := c.Booking
-	_, err := tx.ExecContext(ctx, `
+	_, err := t.tx.ExecContext(ctx, `
 		INSERT INTO booking_history (booking_id, seq, from_status, to_status, cause, detail, at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		b.ID, b.Version, c.From, b.Status, c.Cause, truncate(c.Detail, 512), b.UpdatedAt.UTC())
@@ -310,7 +309,7 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, c booking.Change) error 
 	if len(c.Effects) == 0 {
 		return nil
 	}
-	if err := s.emit(ctx, tx, b, c.Effects); err != nil {
+	if err := t.s.emit(ctx, t.tx, b, c.Effects); err != nil {
 		return fmt.Errorf("booking %s: emit: %w", b.ID, err)
 	}
 	return nil

@@ -1,5 +1,6 @@
 // Package mysql stores the booking service's bookings, payments and idempotency keys in
-// MySQL or MariaDB through database/sql and go-sql-driver/mysql.
+// MySQL or MariaDB through database/sql and go-sql-driver/mysql: the production
+// implementation of booking.Store.
 //
 // Every change of a booking locks its row (SELECT ... FOR UPDATE), applies the domain's pure
 // transition (booking.Rules.Apply) and writes the row, a history line and the outgoing effects
@@ -109,12 +110,12 @@ func createDatabase(ctx context.Context, cfg *mysql.Config) error {
 	return nil
 }
 
-// InTx runs fn in a transaction on db, committing when fn returns nil and rolling back
+// inTx runs fn in a transaction on db, committing when fn returns nil and rolling back
 // otherwise. When the server aborts fn's work for a deadlock (1213) or a lock wait timeout
 // (1205) it runs fn again, up to five times with a short growing pause: the rollback has
 // undone everything fn did, so the retry is safe as long as fn does nothing outside the
 // transaction (no gateway calls, no publishing).
-func InTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
+func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
 		err := runTx(ctx, db, fn)

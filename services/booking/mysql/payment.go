@@ -12,26 +12,18 @@ import (
 	"github.com/flightbook/flightbook/services/booking"
 )
 
-// NewPayment returns a payment for a charge the gateway made for booking id, with a fresh id.
-func NewPayment(bookingID string, r booking.PaymentResult) (booking.Payment, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return booking.Payment{}, fmt.Errorf("payment id: %w", err)
-	}
-	return booking.Payment{ID: id.String(), BookingID: bookingID, Amount: r.Amount, Currency: r.Currency, GatewayRef: r.Ref}, nil
-}
-
-// ConfirmPaymentTx confirms the booking with a charge already made, in tx: it locks the row,
-// re-checks that the booking is still HELD, unexpired and owed exactly p's amount, records
-// the payment and writes the CONFIRMED booking with its effects. If the booking changed since
-// the charge was made (expired, cancelled, paid by another request) it returns the domain's
-// error and writes nothing: the caller then records the charge with RecordLatePayment.
-func (s *Store) ConfirmPaymentTx(ctx context.Context, tx *sql.Tx, p booking.Payment) (booking.Change, error) {
-	c, err := s.ApplyTx(ctx, tx, p.BookingID, booking.Pay{Amount: p.Amount, Currency: p.Currency, PaymentID: p.ID})
+// ConfirmPayment confirms the booking with a charge already made, in the transaction: it
+// locks the row, re-checks that the booking is still HELD, unexpired and owed exactly p's
+// amount, records the payment and writes the CONFIRMED booking with its effects. If the
+// booking changed since the charge was made (expired, cancelled, paid by another request) it
+// returns the domain's error and writes nothing: the caller then records the charge with
+// RecordLatePayment.
+func (t *tx) ConfirmPayment(ctx context.Context, p booking.Payment) (booking.Change, error) {
+	c, err := t.Apply(ctx, p.BookingID, booking.Pay{Amount: p.Amount, Currency: p.Currency, PaymentID: p.ID})
 	if err != nil {
 		return booking.Change{}, err
 	}
-	_, err = tx.ExecContext(ctx, `
+	_, err = t.tx.ExecContext(ctx, `
 		INSERT INTO payments (id, booking_id, amount, currency, status, gateway_ref, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.BookingID, p.Amount, p.Currency, booking.PaymentSucceeded, p.GatewayRef, c.Booking.UpdatedAt)
@@ -46,13 +38,14 @@ func (s *Store) ConfirmPaymentTx(ctx context.Context, tx *sql.Tx, p booking.Paym
 // charge of a booking with its first, so two racing payment requests get the same charge).
 // It reports whether a refund is owed; RefundDue then makes it.
 func (s *Store) RecordLatePayment(ctx context.Context, p booking.Payment) (refundOwed bool, err error) {
-	err = InTx(ctx, s.db, func(tx *sql.Tx) error {
-		b, err := lock(ctx, tx, p.BookingID)
+	err = inTx(ctx, s.db, func(sqlTx *sql.Tx) error {
+		t := &tx{s: s, tx: sqlTx}
+		b, err := t.lock(ctx, p.BookingID)
 		if err != nil {
 			return err
 		}
 		var status, id string
-		err = tx.QueryRowContext(ctx, `SELECT id, status FROM payments WHERE gateway_ref = ?`, p.GatewayRef).Scan(&id, &status)
+		err = sqlTx.QueryRowContext(ctx, `SELECT id, status FROM payments WHERE gateway_ref = ?`, p.GatewayRef).Scan(&id, &status)
 		switch {
 		case err == nil:
 			// Known charge: it paid the booking, or its refund is already owed.
@@ -62,7 +55,7 @@ func (s *Store) RecordLatePayment(ctx context.Context, p booking.Payment) (refun
 			return fmt.Errorf("find payment %s: %w", p.GatewayRef, err)
 		}
 		now := s.Now()
-		_, err = tx.ExecContext(ctx, `
+		_, err = sqlTx.ExecContext(ctx, `
 			INSERT INTO payments (id, booking_id, amount, currency, status, gateway_ref, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			p.ID, p.BookingID, p.Amount, p.Currency, booking.PaymentRefundDue, p.GatewayRef, now)
@@ -71,18 +64,18 @@ func (s *Store) RecordLatePayment(ctx context.Context, p booking.Payment) (refun
 		}
 		b.Currency = p.Currency
 		refundOwed = true
-		return owe(ctx, tx, b, p.ID, p.Amount, "late_payment", now)
+		return t.owe(ctx, b, p.ID, p.Amount, "late_payment", now)
 	})
 	return refundOwed, err
 }
 
 // owe records a pending refund of a payment; a payment is refunded at most once.
-func owe(ctx context.Context, tx *sql.Tx, b booking.Booking, paymentID string, amount int64, reason string, now time.Time) error {
+func (t *tx) owe(ctx context.Context, b booking.Booking, paymentID string, amount int64, reason string, now time.Time) error {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return fmt.Errorf("refund id: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, `
+	_, err = t.tx.ExecContext(ctx, `
 		INSERT IGNORE INTO refunds (id, booking_id, payment_id, amount, currency, reason, status, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`,
 		id.String(), b.ID, paymentID, amount, b.Currency, reason, now.UTC())
@@ -125,7 +118,7 @@ func (s *Store) RefundDue(ctx context.Context, gw booking.PaymentGateway, bookin
 		if err := gw.Refund(ctx, d.req); err != nil {
 			return i, fmt.Errorf("refund %s of booking %s: %w", d.id, bookingID, err)
 		}
-		err := InTx(ctx, s.db, func(tx *sql.Tx) error {
+		err := inTx(ctx, s.db, func(tx *sql.Tx) error {
 			now := s.Now()
 			if _, err := tx.ExecContext(ctx, `UPDATE refunds SET status = 'done', refunded_at = ? WHERE id = ?`, now, d.id); err != nil {
 				return err

@@ -1,4 +1,4 @@
-package mysql_test
+package storetest
 
 import (
 	"context"
@@ -9,15 +9,12 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/flightbook/flightbook/services/booking"
-	"github.com/flightbook/flightbook/services/booking/mysql"
 	"github.com/flightbook/flightbook/testenv"
 )
 
-// TestRepair re-sends each command only to a booking whose status it fits, with a history
+// testRepair re-sends each command only to a booking whose status it fits, with a history
 // line and no change of status; anything else is refused and writes nothing.
-func TestRepair(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
+func testRepair(t *testing.T, e *env) {
 	ctx := context.Background()
 
 	pending, err := e.store.Create(ctx, "alice", 7, 1)
@@ -27,7 +24,7 @@ func TestRepair(t *testing.T) {
 	_, err = e.store.Apply(ctx, confirmed.ID, booking.Pay{Amount: 10000, Currency: "EUR", PaymentID: uuid.NewString()})
 	testenv.Fatal(t, "pay", err)
 	cancelled := e.held(t, "dan")
-	_, err = e.store.Cancel(ctx, cancelled.ID)
+	_, err = e.store.Apply(ctx, cancelled.ID, booking.Cancel{})
 	testenv.Fatal(t, "cancel", err)
 	rejected, err := e.store.Create(ctx, "erin", 7, 1)
 	testenv.Fatal(t, "create", err)
@@ -36,26 +33,26 @@ func TestRepair(t *testing.T) {
 	expired, err := e.store.Create(ctx, "frank", 7, 1)
 	testenv.Fatal(t, "create", err)
 	e.clock.Advance(rules.PendingTimeout)
-	_, err = e.store.Expire(ctx, expired.ID)
+	_, err = e.store.Apply(ctx, expired.ID, booking.Expire{})
 	testenv.Fatal(t, "expire", err)
 
 	tests := []struct {
 		id     string
-		repair mysql.Repair
+		repair booking.Repair
 		effect string // "" when refused
 	}{
-		{pending.ID, mysql.RepairRequestHold, "request_hold"},
-		{pending.ID, mysql.RepairRelease, ""},
-		{pending.ID, mysql.RepairConfirm, ""},
-		{held.ID, mysql.RepairRequestHold, "request_hold"},
-		{held.ID, mysql.RepairRelease, ""},
-		{confirmed.ID, mysql.RepairConfirm, "request_confirm"},
-		{confirmed.ID, mysql.RepairRequestHold, ""},
-		{cancelled.ID, mysql.RepairRelease, "request_release:cancelled"},
-		{cancelled.ID, mysql.RepairConfirm, ""},
-		{rejected.ID, mysql.RepairRelease, "request_release:late_hold"},
-		{expired.ID, mysql.RepairRelease, "request_release:expired"},
-		{expired.ID, mysql.RepairRequestHold, ""},
+		{pending.ID, booking.RepairRequestHold, "request_hold"},
+		{pending.ID, booking.RepairRelease, ""},
+		{pending.ID, booking.RepairConfirm, ""},
+		{held.ID, booking.RepairRequestHold, "request_hold"},
+		{held.ID, booking.RepairRelease, ""},
+		{confirmed.ID, booking.RepairConfirm, "request_confirm"},
+		{confirmed.ID, booking.RepairRequestHold, ""},
+		{cancelled.ID, booking.RepairRelease, "request_release:cancelled"},
+		{cancelled.ID, booking.RepairConfirm, ""},
+		{rejected.ID, booking.RepairRelease, "request_release:late_hold"},
+		{expired.ID, booking.RepairRelease, "request_release:expired"},
+		{expired.ID, booking.RepairRequestHold, ""},
 	}
 	for _, tc := range tests {
 		before, err := e.store.Get(ctx, tc.id)
@@ -87,7 +84,7 @@ func TestRepair(t *testing.T) {
 			t.Errorf("%s of a %s booking: history %v, want %v", tc.repair, before.Status, got, want)
 		}
 	}
-	if _, err := e.store.Repair(ctx, uuid.NewString(), mysql.RepairRelease); !errors.Is(err, booking.ErrNotFound) {
+	if _, err := e.store.Repair(ctx, uuid.NewString(), booking.RepairRelease); !errors.Is(err, booking.ErrNotFound) {
 		t.Errorf("repair of an unknown booking: %v", err)
 	}
 
@@ -102,10 +99,8 @@ func TestRepair(t *testing.T) {
 	}
 }
 
-// TestListByFlight pages through every user's bookings of one flight, oldest first.
-func TestListByFlight(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
+// testListByFlight pages through every user's bookings of one flight, oldest first.
+func testListByFlight(t *testing.T, e *env) {
 	ctx := context.Background()
 	var want []string
 	for i, user := range []string{"a", "b", "c", "d", "e"} {
@@ -120,7 +115,7 @@ func TestListByFlight(t *testing.T) {
 	var got []string
 	after, pages := "", 0
 	for {
-		bs, next, err := e.store.ListByFlight(ctx, mysql.FlightQuery{FlightID: 7, After: after, Limit: 2})
+		bs, next, err := e.store.ListByFlight(ctx, booking.FlightQuery{FlightID: 7, After: after, Limit: 2})
 		testenv.Fatal(t, "list", err)
 		pages++
 		for _, b := range bs {
@@ -134,7 +129,7 @@ func TestListByFlight(t *testing.T) {
 	if !slices.Equal(got, want) || pages != 3 {
 		t.Fatalf("%d pages: %v, want %v", pages, got, want)
 	}
-	all, _, err := e.store.ListByFlight(ctx, mysql.FlightQuery{Limit: 100})
+	all, _, err := e.store.ListByFlight(ctx, booking.FlightQuery{Limit: 100})
 	testenv.Fatal(t, "list all", err)
 	if len(all) != 6 {
 		t.Fatalf("every flight: %d bookings, want 6", len(all))

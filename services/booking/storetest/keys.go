@@ -1,0 +1,145 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/flightbook/flightbook/services/booking"
+	"github.com/flightbook/flightbook/testenv"
+)
+
+func testIdempotencyKeys(t *testing.T, e *env) {
+	ctx := context.Background()
+	k := booking.Key{UserID: "alice", Key: "k1", Hash: "h1"}
+
+	// First use: claimed, work and response committed together.
+	err := e.store.InTx(ctx, func(tx booking.Tx) error {
+		r, err := tx.ClaimKey(ctx, k)
+		if err != nil || r != nil {
+			return fmt.Errorf("first claim: %v %v", r, err)
+		}
+		return tx.CompleteKey(ctx, k, booking.Response{Status: 202, Body: []byte(`{"id":"x"}`)})
+	})
+	testenv.Fatal(t, "first", err)
+	// Same key, same request: the stored response, in a transaction or on its own.
+	r, err := e.store.ClaimKey(ctx, k)
+	if err != nil || r == nil || r.Status != 202 || string(r.Body) != `{"id":"x"}` {
+		t.Fatalf("replay: %+v %v", r, err)
+	}
+	err = e.store.InTx(ctx, func(tx booking.Tx) error {
+		r, err := tx.ClaimKey(ctx, k)
+		if err != nil || r == nil || r.Status != 202 {
+			return fmt.Errorf("replay in a transaction: %v %v", r, err)
+		}
+		return nil
+	})
+	testenv.Fatal(t, "replay", err)
+	// Same key, another request: refused.
+	if _, err := e.store.ClaimKey(ctx, booking.Key{UserID: "alice", Key: "k1", Hash: "other"}); !errors.Is(err, booking.ErrKeyReused) {
+		t.Fatalf("reuse: %v", err)
+	}
+	// Keys are per user.
+	if r, err := e.store.ClaimKey(ctx, booking.Key{UserID: "bob", Key: "k1", Hash: "h2"}); r != nil || err != nil {
+		t.Fatalf("bob's k1: %v %v", r, err)
+	}
+	// Held by a running request: in progress; released: free again.
+	k2 := booking.Key{UserID: "alice", Key: "k2", Hash: "h"}
+	if _, err := e.store.ClaimKey(ctx, k2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.ClaimKey(ctx, k2); !errors.Is(err, booking.ErrKeyInProgress) {
+		t.Fatalf("in progress: %v", err)
+	}
+	// Another request on an in-progress key is still refused as another request.
+	if _, err := e.store.ClaimKey(ctx, booking.Key{UserID: "alice", Key: "k2", Hash: "other"}); !errors.Is(err, booking.ErrKeyReused) {
+		t.Fatalf("reuse in progress: %v", err)
+	}
+	testenv.Fatal(t, "release", e.store.ReleaseKey(ctx, k2))
+	if r, err := e.store.ClaimKey(ctx, k2); r != nil || err != nil {
+		t.Fatalf("after release: %v %v", r, err)
+	}
+	// A stale in-progress key (its request crashed) is taken over, once.
+	stale := e.adapter.Open(Config{Rules: rules, Now: e.clock.Now, Emit: record, KeyStaleAfter: 0})
+	if r, err := stale.ClaimKey(ctx, k2); r != nil || err != nil {
+		t.Fatalf("take over: %v %v", r, err)
+	}
+	if _, err := e.store.ClaimKey(ctx, k2); !errors.Is(err, booking.ErrKeyInProgress) {
+		t.Fatalf("after take-over: %v", err)
+	}
+	// A completed key is never taken over, however old.
+	if r, err := stale.ClaimKey(ctx, k); err != nil || r == nil || r.Status != 202 {
+		t.Fatalf("stale store on a completed key: %v %v", r, err)
+	}
+	// A rolled-back request leaves no key.
+	k3 := booking.Key{UserID: "alice", Key: "k3", Hash: "h"}
+	_ = e.store.InTx(ctx, func(tx booking.Tx) error {
+		if _, err := tx.ClaimKey(ctx, k3); err != nil {
+			return err
+		}
+		return errors.New("work failed")
+	})
+	if r, err := e.store.ClaimKey(ctx, k3); r != nil || err != nil {
+		t.Fatalf("after rollback: %v %v", r, err)
+	}
+}
+
+// testKeyWithWork is the api's create: the key, the booking and the response in one
+// transaction; concurrent requests with the same key make one booking, and each gets either
+// the stored response or "in progress".
+func testKeyWithWork(t *testing.T, e *env) {
+	ctx := context.Background()
+	k := booking.Key{UserID: "alice", Key: "create-1", Hash: "h"}
+	const n = 8
+	ids := make([]string, n)
+	errs := make([]error, n)
+	done := make(chan int, n)
+	for i := range n {
+		go func() {
+			defer func() { done <- i }()
+			errs[i] = e.store.InTx(ctx, func(tx booking.Tx) error {
+				r, err := tx.ClaimKey(ctx, k)
+				if err != nil {
+					return err
+				}
+				if r != nil {
+					ids[i] = string(r.Body)
+					return nil
+				}
+				b, err := tx.Create(ctx, "alice", 7, 1)
+				if err != nil {
+					return err
+				}
+				ids[i] = b.ID
+				return tx.CompleteKey(ctx, k, booking.Response{Status: 202, Body: []byte(b.ID)})
+			})
+		}()
+	}
+	deadline := time.After(30 * time.Second)
+	for range n {
+		select {
+		case <-done:
+		case <-deadline:
+			t.Fatal("claims did not finish")
+		}
+	}
+	var id string
+	for i := range n {
+		switch {
+		case errors.Is(errs[i], booking.ErrKeyInProgress):
+		case errs[i] != nil:
+			t.Fatalf("request %d: %v", i, errs[i])
+		case id == "":
+			id = ids[i]
+		case ids[i] != id:
+			t.Fatalf("two bookings for one key: %s and %s", id, ids[i])
+		}
+	}
+	bs, _, err := e.store.List(ctx, booking.ListQuery{UserID: "alice", Limit: 10})
+	testenv.Fatal(t, "list", err)
+	if len(bs) != 1 || bs[0].ID != id {
+		t.Fatalf("bookings %v, want one, %s", bs, id)
+	}
+}
