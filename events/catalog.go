@@ -87,10 +87,10 @@ var contracts = []Contract{
 		BookingID: "0190f1b2-7c3d-7a4e-9f10-5b6c7d8e9f01", UserID: "user-17", FlightID: 42, Seats: 2, PreviousStatus: ExpiredFromHeld}),
 	contract(ServiceBooking, nil, "The traveller cancelled a HELD or CONFIRMED booking; its seats are being released.", BookingCancelled{
 		BookingID: "0190f1b2-7c3d-7a4e-9f10-5b6c7d8e9f01", UserID: "user-17", FlightID: 42, Seats: 2, RefundAmount: 25800, Currency: "EUR"}),
-	contract(ServiceFlight, nil, "A new flight is in the catalogue and open for booking.", FlightScheduled{
+	contract(ServiceFlight, []string{ServiceBooking}, "A flight is in the catalogue and open for booking, as it now stands: sent when it is created or rescheduled, and again while it is open so the stream always holds it; consumers upsert by flight_id.", FlightScheduled{
 		FlightID: 42, FlightNumber: "FB1234", DepartureAirport: "AMS", ArrivalAirport: "LIS",
 		DepartureTime: mustTime("2026-03-14T07:25:00Z"), ArrivalTime: mustTime("2026-03-14T10:15:00Z"), TotalSeats: 180, FareAmount: 12900, Currency: "EUR"}),
-	contract(ServiceFlight, nil, "A flight was withdrawn from the catalogue.", FlightCancelled{
+	contract(ServiceFlight, []string{ServiceBooking}, "A flight was withdrawn from the catalogue; it is never scheduled again.", FlightCancelled{
 		FlightID: 42, FlightNumber: "FB1234"}),
 }
 

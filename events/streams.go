@@ -38,6 +38,9 @@ func (c StreamConfig) withDefaults() StreamConfig {
 	return c
 }
 
+// MaxAgeOrDefault returns how long the streams keep events: MaxAge, or DefaultMaxAge when unset.
+func (c StreamConfig) MaxAgeOrDefault() time.Duration { return c.withDefaults().MaxAge }
+
 func (c StreamConfig) validate() error {
 	var errs []error
 	if c.Replicas < 1 || c.Replicas > 5 {

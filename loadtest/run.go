@@ -77,7 +77,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (Report, err
 		r.workers = append(r.workers, &worker{token: tok, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))})
 	}
 
-	r.cat, err = setUp(ctx, r.quiet, cfg.FlightURL, admin, runID, cfg.Flights, cfg.SeatsPerFlight, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	r.cat, err = setUp(ctx, r.quiet, cfg.FlightURL, cfg.BookingURL, admin, runID, cfg.Flights, cfg.SeatsPerFlight, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	if err != nil {
 		return Report{}, fmt.Errorf("loadtest: set up catalogue on %s: %w", cfg.FlightURL, err)
 	}

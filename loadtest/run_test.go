@@ -111,6 +111,9 @@ func startFake(t *testing.T, f *fakeServices) (flightURL, bookingURL string) {
 	})
 
 	bm := http.NewServeMux()
+	bm.HandleFunc("GET /api/v1/admin/flights/{id}", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"id": r.PathValue("id")})
+	})
 	bm.HandleFunc("POST /api/v1/bookings", f.book)
 	bm.HandleFunc("GET /api/v1/bookings/{id}", func(w http.ResponseWriter, r *http.Request) {
 		b := f.owned(w, r)
@@ -504,7 +507,21 @@ func TestRunProgress(t *testing.T) {
 func TestRunFailsWhenBookingsCannotBeAccountedFor(t *testing.T) {
 	t.Parallel()
 	fu, _ := startFake(t, &fakeServices{})
-	cfg := testConfig(fu, "http://127.0.0.1:1") // nothing listens: every booking request is refused
+	// The booking service knows the flights, then drops every other request's connection, so
+	// no booking request gets an answer.
+	bm := http.NewServeMux()
+	bm.HandleFunc("GET /api/v1/admin/flights/{id}", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"id": r.PathValue("id")})
+	})
+	bm.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	bs := httptest.NewServer(bm)
+	t.Cleanup(bs.Close)
+	cfg := testConfig(fu, bs.URL)
 	cfg.Scenario, cfg.Requests, cfg.Clients = ScenarioHot, 3, 1
 	cfg.RetryFor, cfg.QuietTimeout = 100*time.Millisecond, time.Second
 	var out bytes.Buffer

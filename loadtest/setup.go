@@ -19,7 +19,7 @@ type catalogue struct {
 
 // setUp creates a city, two airports with random unused codes, an airplane big enough for
 // seats, and n flights of seats seats each, departing on one day a month from now.
-func setUp(ctx context.Context, c *client, flightURL, adminToken, runID string, n, seats int, rng *rand.Rand) (catalogue, error) {
+func setUp(ctx context.Context, c *client, flightURL, bookingURL, adminToken, runID string, n, seats int, rng *rand.Rand) (catalogue, error) {
 	post := func(endpoint, path string, in, out any) (int, error) {
 		return c.do(ctx, request{endpoint: endpoint, method: http.MethodPost, url: flightURL + path, token: adminToken, in: in, out: out})
 	}
@@ -72,7 +72,36 @@ func setUp(ctx context.Context, c *client, flightURL, adminToken, runID string, 
 		}
 		cat.flights = append(cat.flights, f.ID)
 	}
+	if err := awaitBookable(ctx, c, bookingURL, adminToken, cat.flights); err != nil {
+		return catalogue{}, err
+	}
 	return cat, nil
+}
+
+// awaitBookable waits until the booking service's copy of the catalogue has every flight:
+// its FlightScheduled event arrives a few milliseconds after the flight is created, and a
+// booking before that is refused as an unknown flight.
+func awaitBookable(ctx context.Context, c *client, bookingURL, adminToken string, flights []ID) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, id := range flights {
+		for {
+			_, err := c.do(ctx, request{endpoint: "GET /admin/flights/{id}", method: http.MethodGet,
+				url: fmt.Sprintf("%s/api/v1/admin/flights/%s", bookingURL, id), token: adminToken})
+			if err == nil {
+				break
+			}
+			if statusOf(err) != http.StatusNotFound {
+				return fmt.Errorf("wait for the booking service to know flight %s: %w", id, err)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for the booking service to know flight %s: %w", id, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // createAirport creates an airport with a random three-letter code, trying again with another

@@ -16,7 +16,9 @@ import (
 
 	"github.com/flightbook/flightbook/auth"
 	"github.com/flightbook/flightbook/config"
+	"github.com/flightbook/flightbook/events"
 	"github.com/flightbook/flightbook/services/flight"
+	"github.com/flightbook/flightbook/services/flight/messaging"
 	"github.com/flightbook/flightbook/services/flight/postgres"
 )
 
@@ -97,7 +99,8 @@ func seedDemo(ctx context.Context, cfg flightConfig, addr, bookingAddr string, s
 		return err
 	}
 	defer pool.Close()
-	cat := postgres.NewCatalog(pool)
+	// The demo flights are announced like any other, so the booking service knows them.
+	cat := postgres.NewCatalog(pool).WithAnnounce(messaging.Announce(events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/flight"}))
 	cities, err := cat.Cities(ctx)
 	if err != nil {
 		return err

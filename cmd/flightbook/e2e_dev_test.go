@@ -91,6 +91,7 @@ func TestDevModeRestarts(t *testing.T) {
 	}
 	first := s.must(200, "flight", "GET", "/api/v1/flights?from=DEL&to=BOM&limit=1", "", "").body["items"].([]any)[0].(map[string]any)
 	flightID := int64(first["id"].(float64))
+	s.awaitFlight(flightID)
 	b := s.must(200, "booking", "POST", "/api/v1/bookings", "alice", fmt.Sprintf(`{"flight_id":%d,"seats":1}`, flightID),
 		"Prefer", "wait=10", "Idempotency-Key", "dev-1")
 	if b.str("status") != "HELD" {

@@ -317,11 +317,23 @@ func (s *e2eSystem) catalogue() func(seats int) int64 {
 	return func(seats int) int64 {
 		n++
 		dep := time.Now().Add(7 * 24 * time.Hour).Add(time.Duration(n) * time.Hour).UTC().Truncate(time.Minute)
-		return s.must(201, "flight", "POST", "/api/v1/flights", "ops", fmt.Sprintf(`{"flight_number":"FB%d","airplane_id":%d,
+		id := s.must(201, "flight", "POST", "/api/v1/flights", "ops", fmt.Sprintf(`{"flight_number":"FB%d","airplane_id":%d,
 			"departure_airport":"PNQ","arrival_airport":"GOX","departure_time":%q,"arrival_time":%q,
 			"fare_amount":420000,"currency":"INR","seats":%d}`,
 			100+n, plane, dep.Format(time.RFC3339), dep.Add(65*time.Minute).Format(time.RFC3339), seats)).num("id")
+		s.awaitFlight(id)
+		return id
 	}
+}
+
+// awaitFlight waits until the booking service's copy of the catalogue has the flight, which
+// its FlightScheduled event brings a few milliseconds after the flight service created it.
+func (s *e2eSystem) awaitFlight(id int64) {
+	s.t.Helper()
+	s.await(fmt.Sprintf("the booking service to know flight %d", id), func() bool {
+		r, err := s.call("booking", "GET", fmt.Sprintf("/api/v1/admin/flights/%d", id), "ops", "")
+		return err == nil && r.status == 200
+	})
 }
 
 // seats returns a flight's seat counts as the flight service reports them.

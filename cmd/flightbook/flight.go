@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -28,12 +29,15 @@ type flightConfig struct {
 	PostgresURL string `envconfig:"POSTGRES_URL" default:"postgres://postgres@127.0.0.1:5432/flightbook?sslmode=disable" desc:"flight service database (created if missing)"`
 	PostgresMax int32  `envconfig:"POSTGRES_MAX_CONNS" default:"20" desc:"maximum connections in the flight service's pool"`
 	LogLevel    string `split_words:"true" default:"info" desc:"debug, info, warn or error"`
-	NATS        natsConfig
-	Streams     events.StreamConfig
-	Auth        auth.Config
-	HTTP        web.ServerConfig
-	Outbox      outbox.RelayConfig
-	Consumer    consumer.Config
+	// AnnounceInterval is how often open flights are announced again; each is re-announced
+	// once half the FLIGHT stream's max age has passed since its last announcement.
+	AnnounceInterval time.Duration `envconfig:"CATALOG_ANNOUNCE_INTERVAL" default:"1h" desc:"how often the flight service looks for open flights to announce again, so the FLIGHT stream always holds every open flight (each is re-announced after half the stream max age)"`
+	NATS             natsConfig
+	Streams          events.StreamConfig
+	Auth             auth.Config
+	HTTP             web.ServerConfig
+	Outbox           outbox.RelayConfig
+	Consumer         consumer.Config
 }
 
 func runFlight(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -91,7 +95,7 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 	inv := postgres.NewInventory(pool)
 	messaging.New(pool, inv, topo, relay.Notify, log).Register(router)
 
-	catalog := postgres.NewCatalog(pool)
+	catalog := postgres.NewCatalog(pool).WithAnnounce(messaging.Announce(topo))
 	engine := web.NewEngine(log)
 	web.HealthWithDetail(engine, messagingStatus(js, relay, router, topo, events.ServiceFlight, nil),
 		web.Check{Name: "postgres", Check: catalog.Ping},
@@ -108,6 +112,9 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return router.Run(gctx) })
+	g.Go(func() error {
+		return catalog.RunAnnouncer(gctx, cfg.AnnounceInterval, cfg.Streams.MaxAgeOrDefault()/2, log)
+	})
 	g.Go(func() error { return web.Serve(gctx, ln, engine, cfg.HTTP, log) })
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("flight: %w", err)

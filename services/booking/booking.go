@@ -334,3 +334,34 @@ type HistoryEntry struct {
 	Detail string
 	At     time.Time
 }
+
+// Flight is the booking service's copy of a flight in the flight service's catalogue, kept
+// from its catalogue events. It is all a booking request is checked against: the seats and
+// the price are the flight service's to decide, through the saga.
+type Flight struct {
+	ID            int64
+	Number        string
+	DepartureTime time.Time // zero for a flight only ever seen cancelled
+	Cancelled     bool
+	AnnouncedAt   time.Time // ce-time of the newest catalogue event applied
+}
+
+// ErrFlightNotFound is returned for a flight the booking service has no catalogue event of.
+var ErrFlightNotFound = errors.New("flight not found")
+
+// CheckFlight says whether a booking may be requested on flight id, given the local copy of
+// it (found false when there is none) and the time: an unknown, cancelled or departed flight
+// is a field error on flight_id. A flight created a moment ago may not be known yet: its
+// FlightScheduled is typically a few milliseconds behind.
+func CheckFlight(id int64, f Flight, found bool, now time.Time) error {
+	var v validation.Errors
+	switch {
+	case !found:
+		v.Add("flight_id", fmt.Sprintf("no flight with id %d", id))
+	case f.Cancelled:
+		v.Add("flight_id", fmt.Sprintf("flight %d (%s) is cancelled", id, f.Number))
+	case !f.DepartureTime.After(now):
+		v.Add("flight_id", fmt.Sprintf("flight %d (%s) departed at %s", id, f.Number, f.DepartureTime.UTC().Format(time.RFC3339)))
+	}
+	return v.Err()
+}

@@ -218,3 +218,30 @@ func TestFakeGateway(t *testing.T) {
 		t.Fatalf("charges = %d, want 2 (b1 once, b3 once)", g.Charges())
 	}
 }
+
+func TestCheckFlight(t *testing.T) {
+	now := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	open := booking.Flight{ID: 7, Number: "FB7", DepartureTime: now.Add(time.Hour)}
+	tests := []struct {
+		name  string
+		f     booking.Flight
+		found bool
+		ok    bool
+	}{
+		{"open", open, true, true},
+		{"unknown", booking.Flight{}, false, false},
+		{"cancelled", booking.Flight{ID: 7, Number: "FB7", DepartureTime: now.Add(time.Hour), Cancelled: true}, true, false},
+		{"departing now", booking.Flight{ID: 7, Number: "FB7", DepartureTime: now}, true, false},
+		{"departed", booking.Flight{ID: 7, Number: "FB7", DepartureTime: now.Add(-time.Minute)}, true, false},
+		{"only seen cancelled", booking.Flight{ID: 7, Number: "FB7", Cancelled: true}, true, false},
+	}
+	for _, tc := range tests {
+		err := booking.CheckFlight(7, tc.f, tc.found, now)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: CheckFlight = %v, want ok %v", tc.name, err, tc.ok)
+		}
+		if fe, isField := validation.As(err); err != nil && (!isField || len(fe) != 1 || fe[0].Field != "flight_id") {
+			t.Errorf("%s: error %v is not one flight_id field error", tc.name, err)
+		}
+	}
+}

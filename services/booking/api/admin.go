@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -15,11 +16,46 @@ import (
 )
 
 // admin registers the routes reconciliation uses: every user's bookings of a flight, and the
-// repair that re-sends a saga command. Admins only.
+// repair that re-sends a saga command; and the booking service's copy of a flight, which
+// says whether it takes bookings for it yet. Admins only.
 func (s *server) admin(r gin.IRouter) {
 	g := r.Group("/admin", auth.RequireAdmin())
+	g.GET("/flights/:id", s.adminFlight)
 	g.GET("/bookings", s.adminList)
 	g.POST("/bookings/:id/repair", s.repair)
+}
+
+// flightView is the booking service's copy of a flight.
+type flightView struct {
+	ID            int64      `json:"id"`
+	FlightNumber  string     `json:"flight_number"`
+	DepartureTime *time.Time `json:"departure_time,omitempty"`
+	Cancelled     bool       `json:"cancelled"`
+	AnnouncedAt   time.Time  `json:"announced_at"`
+}
+
+// adminFlight answers the booking service's copy of a flight, or 404 while it has none (a
+// flight created a moment ago is not known until its FlightScheduled arrives).
+func (s *server) adminFlight(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		fail(c, validation.Field("id", "must be a positive integer"))
+		return
+	}
+	f, err := s.Store.Flight(c.Request.Context(), id)
+	if errors.Is(err, booking.ErrFlightNotFound) {
+		web.AbortStatus(c, http.StatusNotFound, "not_found", err.Error())
+		return
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	v := flightView{ID: f.ID, FlightNumber: f.Number, Cancelled: f.Cancelled, AnnouncedAt: f.AnnouncedAt}
+	if !f.DepartureTime.IsZero() {
+		v.DepartureTime = &f.DepartureTime
+	}
+	c.JSON(http.StatusOK, v)
 }
 
 // adminPage is one page of bookings; NextAfter is the after= of the next page, absent on

@@ -37,6 +37,7 @@ func newOutboxEnv(t *testing.T) (*env, *atomic.Int64) {
 	api.Routes(engine, api.Deps{Store: e.store, Auth: authn,
 		Notify: func() { notified.Add(1) }})
 	e.h = engine
+	e.recordFlights()
 	return e, &notified
 }
 
@@ -57,6 +58,13 @@ func (e *env) outbox(id string) []string {
 func TestAdminBookingsAndRepair(t *testing.T) {
 	t.Parallel()
 	e, notified := newOutboxEnv(t)
+	if f := e.do("GET", "/api/v1/admin/flights/9", "admin", nil).json(t); f["flight_number"] != "FB9" || f["cancelled"] != true {
+		t.Fatalf("admin flight 9: %v", f)
+	}
+	e.do("GET", "/api/v1/admin/flights/99", "admin", nil).problem(t, http.StatusNotFound, "not_found")
+	if r := e.do("GET", "/api/v1/admin/flights/7", "alice", nil); r.code != http.StatusForbidden {
+		t.Fatalf("a customer read the admin flight view: %d", r.code)
+	}
 	a, b := e.create("alice"), e.create("bob")
 	e.hold(b)
 

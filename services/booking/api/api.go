@@ -245,9 +245,10 @@ type createRequest struct {
 	Seats    int   `json:"seats"`
 }
 
-// create records a PENDING booking and its hold request. Whether the flight exists, is open
-// and has the seats is the flight service's answer through the saga (an unknown flight ends
-// REJECTED flight_not_found): no request path calls another service (ARCHITECTURE.md).
+// create records a PENDING booking and its hold request. The flight is checked against the
+// booking service's own copy of the catalogue (an unknown, cancelled or departed flight is a
+// 422 on flight_id, and nothing is written); whether it has the seats is the flight service's
+// answer through the saga. No request path calls another service (ARCHITECTURE.md).
 func (s *server) create(c *gin.Context) {
 	raw, err := rawBody(c)
 	if err != nil {
@@ -260,6 +261,10 @@ func (s *server) create(c *gin.Context) {
 		return
 	}
 	if err := booking.ValidateRequest(req.FlightID, req.Seats); err != nil {
+		fail(c, err)
+		return
+	}
+	if err := s.checkFlight(c.Request.Context(), req.FlightID); err != nil {
 		fail(c, err)
 		return
 	}
@@ -297,6 +302,16 @@ func (s *server) create(c *gin.Context) {
 		status = http.StatusOK
 	}
 	c.JSON(status, view(b))
+}
+
+// checkFlight refuses a booking on a flight the local catalogue does not have open.
+func (s *server) checkFlight(ctx context.Context, id int64) error {
+	f, err := s.Store.Flight(ctx, id)
+	found := err == nil
+	if err != nil && !errors.Is(err, booking.ErrFlightNotFound) {
+		return err
+	}
+	return booking.CheckFlight(id, f, found, s.Store.Now())
 }
 
 // preferWait reads wait=N from the Prefer headers (RFC 7240): 0 when absent, capped at

@@ -63,7 +63,22 @@ func newEnv(t *testing.T) *env {
 	engine := web.NewEngine(log)
 	api.Routes(engine, api.Deps{Store: e.store, Gateway: e.gateway, Auth: authn, PollEvery: 10 * time.Millisecond})
 	e.h = engine
+	e.recordFlights()
 	return e
+}
+
+// recordFlights fills the local catalogue: flight 7 is open, 9 is cancelled and 10 has
+// departed (99 is unknown).
+func (e *env) recordFlights() {
+	now := time.Now().UTC()
+	for _, f := range []booking.Flight{
+		{ID: 7, Number: "FB7", DepartureTime: now.Add(30 * 24 * time.Hour), AnnouncedAt: now},
+		{ID: 9, Number: "FB9", DepartureTime: now.Add(30 * 24 * time.Hour), AnnouncedAt: now},
+		{ID: 9, Number: "FB9", Cancelled: true, AnnouncedAt: now.Add(time.Second)},
+		{ID: 10, Number: "FB10", DepartureTime: now.Add(-time.Hour), AnnouncedAt: now},
+	} {
+		testenv.Fatal(e.t, "record flight", e.store.RecordFlight(context.Background(), f))
+	}
 }
 
 type resp struct {
@@ -213,6 +228,9 @@ func TestCreateRefusesBadInput(t *testing.T) {
 		{"zero seats", `{"flight_id": 7, "seats": 0}`, 422, "validation_failed", []string{"seats"}},
 		{"100 seats", `{"flight_id": 7, "seats": 100}`, 422, "validation_failed", []string{"seats"}},
 		{"no flight", `{"seats": 1}`, 422, "validation_failed", []string{"flight_id"}},
+		{"unknown flight", `{"flight_id": 99, "seats": 1}`, 422, "validation_failed", []string{"flight_id"}},
+		{"cancelled flight", `{"flight_id": 9, "seats": 1}`, 422, "validation_failed", []string{"flight_id"}},
+		{"departed flight", `{"flight_id": 10, "seats": 1}`, 422, "validation_failed", []string{"flight_id"}},
 		{"negative flight and no seats", `{"flight_id": -1}`, 422, "validation_failed", []string{"flight_id", "seats"}},
 		{"unknown field", `{"flight_id": 7, "seats": 1, "user_id": "bob"}`, 422, "validation_failed", []string{"user_id"}},
 		{"seats as string", `{"flight_id": 7, "seats": "two"}`, 422, "validation_failed", []string{"seats"}},

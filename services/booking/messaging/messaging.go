@@ -84,13 +84,15 @@ func New(store booking.Store, topo events.Topology, log *slog.Logger) *Handlers 
 	return &Handlers{store: store, topo: topo, log: log}
 }
 
-// Register adds the four routes to r.
+// Register adds the saga's four routes and the catalogue's two to r.
 func (h *Handlers) Register(r *consumer.Router) {
 	stream := h.topo.StreamName(events.StreamFlight)
 	r.Handle(RouteHeld, stream, h.topo.Subject(events.SeatsHeld{}.Subject()), h.SeatsHeld)
 	r.Handle(RouteRejected, stream, h.topo.Subject(events.SeatHoldRejected{}.Subject()), h.SeatHoldRejected)
 	r.Handle(RouteReleased, stream, h.topo.Subject(events.SeatsReleased{}.Subject()), h.SeatsReleased)
 	r.Handle(RouteConfirmed, stream, h.topo.Subject(events.SeatsConfirmed{}.Subject()), h.SeatsConfirmed)
+	r.Handle(RouteFlightScheduled, stream, h.topo.Subject(events.FlightScheduled{}.Subject()), h.FlightScheduled)
+	r.Handle(RouteFlightCancelled, stream, h.topo.Subject(events.FlightCancelled{}.Subject()), h.FlightCancelled)
 }
 
 // Handler returns a route's handler by name, for replay and DLQ redrive.
@@ -104,6 +106,10 @@ func (h *Handlers) Handler(route string) (consumer.Handler, bool) {
 		return h.SeatsReleased, true
 	case RouteConfirmed:
 		return h.SeatsConfirmed, true
+	case RouteFlightScheduled:
+		return h.FlightScheduled, true
+	case RouteFlightCancelled:
+		return h.FlightCancelled, true
 	}
 	return nil, false
 }

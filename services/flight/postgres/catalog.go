@@ -12,7 +12,8 @@ import (
 
 // Catalog stores cities, airports, airplanes and flights.
 type Catalog struct {
-	pool *pgxpool.Pool
+	pool     *pgxpool.Pool
+	announce Announce
 }
 
 // NewCatalog returns the catalogue stored in pool.

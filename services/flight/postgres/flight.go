@@ -88,8 +88,10 @@ func (c *Catalog) CreateFlight(ctx context.Context, in flight.NewFlight) (flight
 			RETURNING `+flightColumns,
 			in.FlightNumber, in.AirplaneID, in.DepartureAirport, in.ArrivalAirport, in.DepartureTime.UTC(), in.ArrivalTime.UTC(),
 			in.FareAmount, in.Currency, in.BoardingGate, seats)
-		out, err = oneFlight(rows, err, in.FlightNumber)
-		return err
+		if out, err = oneFlight(rows, err, in.FlightNumber); err != nil {
+			return err
+		}
+		return c.announced(ctx, tx, out)
 	})
 	return out, err
 }
@@ -118,8 +120,10 @@ func (c *Catalog) Reschedule(ctx context.Context, id int64, s flight.Schedule) (
 		}
 		rows, err = tx.Query(ctx, `UPDATE flights SET departure_time = $2, arrival_time = $3, boarding_gate = $4, version = version + 1, updated_at = now()
 			WHERE id = $1 RETURNING `+flightColumns, id, f.DepartureTime, f.ArrivalTime, f.BoardingGate)
-		out, err = oneFlight(rows, err, id)
-		return err
+		if out, err = oneFlight(rows, err, id); err != nil {
+			return err
+		}
+		return c.announced(ctx, tx, out)
 	})
 	return out, err
 }
@@ -127,7 +131,14 @@ func (c *Catalog) Reschedule(ctx context.Context, id int64, s flight.Schedule) (
 // Cancel cancels a flight: it disappears from search and refuses new holds. Seats already
 // held or sold stay recorded until the bookings are released.
 func (c *Catalog) Cancel(ctx context.Context, id int64) (flight.Flight, error) {
-	rows, err := c.pool.Query(ctx, `UPDATE flights SET status = 'cancelled', version = version + 1, updated_at = now()
-		WHERE id = $1 RETURNING `+flightColumns, id)
-	return oneFlight(rows, err, id)
+	var out flight.Flight
+	err := InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `UPDATE flights SET status = 'cancelled', version = version + 1, updated_at = now()
+			WHERE id = $1 RETURNING `+flightColumns, id)
+		if out, err = oneFlight(rows, err, id); err != nil {
+			return err
+		}
+		return c.announced(ctx, tx, out)
+	})
+	return out, err
 }

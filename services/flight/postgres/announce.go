@@ -1,0 +1,108 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flightbook/flightbook/services/flight"
+)
+
+// Announce queues a catalogue event for f, the flight as it now stands, inside tx, the
+// transaction that changed it, so the event is published if and only if the change commits.
+// The service wires it to the outbox; nil (the default) announces nothing.
+type Announce func(ctx context.Context, tx pgx.Tx, f flight.Flight) error
+
+// WithAnnounce returns a copy of c that announces every flight it creates, reschedules or
+// cancels with a.
+func (c *Catalog) WithAnnounce(a Announce) *Catalog {
+	out := *c
+	out.announce = a
+	return &out
+}
+
+// announced runs the announce hook for f in tx and records when, so AnnounceDue knows the
+// stream holds f's current state.
+func (c *Catalog) announced(ctx context.Context, tx pgx.Tx, f flight.Flight) error {
+	if c.announce == nil {
+		return nil
+	}
+	if err := c.announce(ctx, tx, f); err != nil {
+		return fmt.Errorf("flight %d: announce: %w", f.ID, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE flights SET announced_at = now() WHERE id = $1`, f.ID); err != nil {
+		return fmt.Errorf("flight %d: record announcement: %w", f.ID, err)
+	}
+	return nil
+}
+
+// AnnounceDue announces again, in one transaction, up to limit open flights that have not
+// departed and were last announced more than olderThan ago or never, and returns how many.
+// Run with olderThan well under the FLIGHT stream's maximum age, this keeps every open flight
+// in the stream. Rows are claimed with SKIP LOCKED, so replicas running it at once share the
+// work instead of queueing behind each other.
+func (c *Catalog) AnnounceDue(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
+	if c.announce == nil {
+		return 0, nil
+	}
+	n := 0
+	err := InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			SELECT `+flightColumns+` FROM flights
+			WHERE status = 'scheduled' AND departure_time > now()
+			  AND (announced_at IS NULL OR announced_at < now() - make_interval(secs => $1))
+			ORDER BY announced_at NULLS FIRST, id
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED`, olderThan.Seconds(), limit)
+		if err != nil {
+			return fmt.Errorf("announce due: %w", err)
+		}
+		due, err := pgx.CollectRows(rows, scanFlight)
+		if err != nil {
+			return fmt.Errorf("announce due: %w", err)
+		}
+		for _, f := range due {
+			if err := c.announced(ctx, tx, f); err != nil {
+				return err
+			}
+		}
+		n = len(due)
+		return nil
+	})
+	return n, err
+}
+
+// RunAnnouncer calls AnnounceDue every interval, in batches, until ctx ends; the first run is
+// at once, so flights created before announcements existed are announced at start-up.
+func (c *Catalog) RunAnnouncer(ctx context.Context, interval, olderThan time.Duration, log *slog.Logger) error {
+	const batch = 500
+	for {
+		total := 0
+		for {
+			n, err := c.AnnounceDue(ctx, olderThan, batch)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				// A failed run is retried at the next tick; the flights stay due.
+				log.Error("catalogue announcement failed", "err", err)
+				break
+			}
+			total += n
+			if n < batch {
+				break
+			}
+		}
+		if total > 0 {
+			log.Info("catalogue announced", "flights", total)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
