@@ -37,6 +37,14 @@ type Store interface {
 	// Payments returns the booking's payments, oldest first.
 	Payments(ctx context.Context, bookingID string) ([]Payment, error)
 
+	// RecordFlight applies a catalogue event to the local copy of flight f.ID: f is the
+	// flight as the event states it, with AnnouncedAt its ce-time. It is idempotent and
+	// order-tolerant: a cancellation is final, and a schedule older than the one recorded
+	// changes nothing.
+	RecordFlight(ctx context.Context, f Flight) error
+	// Flight returns the local copy of a flight, or ErrFlightNotFound.
+	Flight(ctx context.Context, id int64) (Flight, error)
+
 	// Create records a new PENDING booking and its hold request in a transaction of its own.
 	Create(ctx context.Context, userID string, flightID int64, seats int) (Booking, error)
 	// Apply applies in to the booking in a transaction of its own; see Tx.Apply.

@@ -57,6 +57,7 @@ func Run(t *testing.T, newAdapter func(t *testing.T) Adapter) {
 		{"KeyWithWork", testKeyWithWork},
 		{"Repair", testRepair},
 		{"ListByFlight", testListByFlight},
+		{"RecordFlightOrder", testRecordFlightOrder},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package mysql_test
+package storetest
 
 import (
 	"context"
@@ -9,12 +9,10 @@ import (
 	"github.com/flightbook/flightbook/services/booking"
 )
 
-// TestRecordFlightOrder applies catalogue events in every order they can arrive in (twice,
+// testRecordFlightOrder applies catalogue events in every order they can arrive in (twice,
 // late, cancellation first) and checks the copy ends as the newest event says, with a
 // cancellation final.
-func TestRecordFlightOrder(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
+func testRecordFlightOrder(t *testing.T, e *env) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 25, 9, 0, 0, 123456000, time.UTC)
 	dep1, dep2 := t0.Add(48*time.Hour), t0.Add(50*time.Hour)
@@ -40,8 +38,12 @@ func TestRecordFlightOrder(t *testing.T) {
 	}
 	for i, tc := range tests {
 		id := int64(100 + i)
+		var newest time.Time
 		for _, f := range tc.events {
 			f.ID = id
+			if f.AnnouncedAt.After(newest) {
+				newest = f.AnnouncedAt
+			}
 			if err := e.store.RecordFlight(ctx, f); err != nil {
 				t.Fatalf("%s: record: %v", tc.name, err)
 			}
@@ -50,8 +52,8 @@ func TestRecordFlightOrder(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: read: %v", tc.name, err)
 		}
-		if !got.DepartureTime.Equal(tc.departure) || got.Cancelled != tc.cancelled {
-			t.Errorf("%s: departure %v cancelled %v, want %v %v", tc.name, got.DepartureTime, got.Cancelled, tc.departure, tc.cancelled)
+		if !got.DepartureTime.Equal(tc.departure) || got.Cancelled != tc.cancelled || got.Number != "FB1" || got.ID != id || !got.AnnouncedAt.Equal(newest) {
+			t.Errorf("%s: %+v, want departure %v cancelled %v announced %v", tc.name, got, tc.departure, tc.cancelled, newest)
 		}
 		bookable := booking.CheckFlight(id, got, true, t0) == nil
 		if bookable == tc.cancelled {
