@@ -1,0 +1,254 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/flightbook/flightbook/services/booking"
+)
+
+// Create records a new PENDING booking and its SeatHoldRequested in one transaction.
+func (s *Store) Create(ctx context.Context, userID string, flightID int64, seats int) (booking.Booking, error) {
+	var b booking.Booking
+	err := s.InTx(ctx, func(t booking.Tx) error {
+		var err error
+		b, err = t.Create(ctx, userID, flightID, seats)
+		return err
+	})
+	return b, err
+}
+
+// Create implements booking.Tx.
+func (t *tx) Create(ctx context.Context, userID string, flightID int64, seats int) (booking.Booking, error) {
+	if err := booking.ValidateRequest(flightID, seats); err != nil {
+		return booking.Booking{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return booking.Booking{}, fmt.Errorf("booking id: %w", err)
+	}
+	c := booking.New(id.String(), userID, flightID, seats, t.s.Now())
+	b := c.Booking
+	_, err = t.tx.ExecContext(ctx, `
+		INSERT INTO bookings (id, user_id, flight_id, seats, status, created_at, updated_at, version)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.UserID, b.FlightID, b.Seats, b.Status, text(b.CreatedAt), text(b.UpdatedAt), b.Version)
+	if err != nil {
+		return booking.Booking{}, fmt.Errorf("insert booking: %w", err)
+	}
+	if err := t.record(ctx, c); err != nil {
+		return booking.Booking{}, err
+	}
+	return b, nil
+}
+
+// Get returns the booking with id, or booking.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (booking.Booking, error) {
+	b, err := scanBooking(s.db.QueryRowContext(ctx, selectBooking+` WHERE id = ?`, id))
+	if err != nil {
+		return booking.Booking{}, fmt.Errorf("booking %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// List returns up to q.Limit of the user's bookings, newest first, and the cursor of the next
+// page ("" on the last page). Ids are UUIDv7, so id order is creation order and the keyset
+// seeks the (user_id, [status,] id) index.
+func (s *Store) List(ctx context.Context, q booking.ListQuery) ([]booking.Booking, string, error) {
+	where, args := ` WHERE user_id = ?`, []any{q.UserID}
+	if q.Status != "" {
+		where += ` AND status = ?`
+		args = append(args, q.Status)
+	}
+	if q.Before != "" {
+		where += ` AND id < ?`
+		args = append(args, q.Before)
+	}
+	args = append(args, q.Limit+1)
+	return s.page(ctx, selectBooking+where+` ORDER BY id DESC LIMIT ?`, args, q.Limit)
+}
+
+// page runs a keyset query for up to limit bookings (the query asks for one more, to learn
+// whether there is a next page) and returns them with the cursor of the next page.
+func (s *Store) page(ctx context.Context, query string, args []any, limit int) ([]booking.Booking, string, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list bookings: %w", err)
+	}
+	defer rows.Close()
+	var out []booking.Booking
+	for rows.Next() {
+		b, err := scanBooking(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list bookings: %w", err)
+		}
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list bookings: %w", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[len(out)-1].ID
+	}
+	return out, next, nil
+}
+
+// History returns every recorded change of the booking, oldest first.
+func (s *Store) History(ctx context.Context, id string) ([]booking.HistoryEntry, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT seq, from_status, to_status, cause, detail, at
+		FROM booking_history WHERE booking_id = ? ORDER BY seq`, id)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []booking.HistoryEntry
+	for rows.Next() {
+		var h booking.HistoryEntry
+		if err := rows.Scan(&h.Seq, &h.From, &h.To, &h.Cause, &h.Detail, timeCol{&h.At}); err != nil {
+			return nil, fmt.Errorf("history of %s: %w", id, err)
+		}
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("history of %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Apply applies in to the booking in a transaction of its own. See tx.Apply.
+func (s *Store) Apply(ctx context.Context, id string, in booking.Input) (booking.Change, error) {
+	var c booking.Change
+	err := s.InTx(ctx, func(t booking.Tx) error {
+		var err error
+		c, err = t.Apply(ctx, id, in)
+		return err
+	})
+	return c, err
+}
+
+// Apply reads the booking (the transaction holds the write lock), applies in with the
+// domain's rules at the store's time, and, unless the change is a no-op, writes the row, a
+// history line and the effects, all in the transaction. It returns the change (Noop for a
+// duplicate or a message that no longer applies) or the domain's error
+// (booking.ErrInvalidTransition, ErrHoldExpired, ...) wrapped with the id.
+func (t *tx) Apply(ctx context.Context, id string, in booking.Input) (booking.Change, error) {
+	b, err := t.lock(ctx, id)
+	if err != nil {
+		return booking.Change{}, err
+	}
+	c, err := t.s.rules.Apply(b, in, t.s.Now())
+	if err != nil {
+		return booking.Change{}, fmt.Errorf("booking %s: %w", id, err)
+	}
+	if c.Noop() {
+		return c, nil
+	}
+	if err := t.save(ctx, b.Version, c); err != nil {
+		return booking.Change{}, err
+	}
+	return c, nil
+}
+
+// Cancel cancels a HELD or CONFIRMED booking in a transaction of its own; a confirmed one
+// gets a pending refund (see RefundDue).
+func (s *Store) Cancel(ctx context.Context, id string) (booking.Change, error) {
+	return s.Apply(ctx, id, booking.Cancel{})
+}
+
+// Expire expires the booking if it is due, in a transaction of its own; a booking that is
+// not due (paid, cancelled, not yet past its time) is left alone and the change is a no-op.
+func (s *Store) Expire(ctx context.Context, id string) (booking.Change, error) {
+	return s.Apply(ctx, id, booking.Expire{})
+}
+
+const selectBooking = `
+	SELECT id, user_id, flight_id, seats, status, unit_price, total, currency, hold_expires_at,
+	       reject_reason, payment_id, created_at, updated_at, version
+	FROM bookings`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanBooking(row scanner) (booking.Booking, error) {
+	var b booking.Booking
+	err := row.Scan(&b.ID, &b.UserID, &b.FlightID, &b.Seats, &b.Status, &b.UnitPrice, &b.Total, &b.Currency,
+		timeCol{&b.HoldExpiresAt}, &b.RejectReason, &b.PaymentID, timeCol{&b.CreatedAt}, timeCol{&b.UpdatedAt}, &b.Version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return booking.Booking{}, booking.ErrNotFound
+	}
+	if err != nil {
+		return booking.Booking{}, err
+	}
+	return b, nil
+}
+
+// lock reads the booking inside the write transaction. No other writer can change it until
+// the transaction ends, which is what makes payment, cancel and expiry mutually exclusive
+// (MySQL needs SELECT ... FOR UPDATE for the same).
+func (t *tx) lock(ctx context.Context, id string) (booking.Booking, error) {
+	b, err := scanBooking(t.tx.QueryRowContext(ctx, selectBooking+` WHERE id = ?`, id))
+	if err != nil {
+		return booking.Booking{}, fmt.Errorf("lock booking %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// save writes a change decided in the transaction: the row (guarded by the version read,
+// which can only fail if someone wrote outside a transaction), the history line, a refund
+// owed, and the effects.
+func (t *tx) save(ctx context.Context, version int64, c booking.Change) error {
+	b := c.Booking
+	res, err := t.tx.ExecContext(ctx, `
+		UPDATE bookings SET status = ?, unit_price = ?, total = ?, currency = ?, hold_expires_at = ?,
+		       reject_reason = ?, payment_id = ?, updated_at = ?, version = ?
+		WHERE id = ? AND version = ?`,
+		b.Status, b.UnitPrice, b.Total, b.Currency, nullText(b.HoldExpiresAt),
+		b.RejectReason, b.PaymentID, text(b.UpdatedAt), b.Version, b.ID, version)
+	if err != nil {
+		return fmt.Errorf("update booking %s: %w", b.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return fmt.Errorf("update booking %s: version %d changed in the transaction (%d rows, %v)", b.ID, version, n, err)
+	}
+	for _, e := range c.Effects {
+		if e.Kind == booking.AnnounceCancelled && e.Refund > 0 {
+			if err := t.owe(ctx, b, b.PaymentID, e.Refund, "cancelled", b.UpdatedAt); err != nil {
+				return err
+			}
+		}
+	}
+	return t.record(ctx, c)
+}
+
+// record writes the history line and emits the effects of a change already written.
+func (t *tx) record(ctx context.Context, c booking.Change) error {
+	b := c.Booking
+	_, err := t.tx.ExecContext(ctx, `
+		INSERT INTO booking_history (booking_id, seq, from_status, to_status, cause, detail, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.Version, c.From, b.Status, c.Cause, truncate(c.Detail, 512), text(b.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("booking %s history: %w", b.ID, err)
+	}
+	if len(c.Effects) == 0 {
+		return nil
+	}
+	if err := t.s.emit(ctx, t.tx, b, c.Effects); err != nil {
+		return fmt.Errorf("booking %s: emit: %w", b.ID, err)
+	}
+	return nil
+}
+
+// truncate cuts s to n bytes, as MySQL's VARCHAR(512) column would refuse longer.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
