@@ -3,9 +3,9 @@
 // Every change to a booking is a pure function of the booking as it stands (read under its
 // row lock), the input, and the time: Rules.Apply returns the booking as it becomes, the
 // effects to publish and a line for its history, or an error saying why the input does not
-// apply. The mysql package runs Apply under the row lock and writes the booking, its history
-// and the effects in one transaction, so payment, cancel and expiry, which all lock the same
-// row, can never both win.
+// apply. A Store (store.go; the mysql and sqlite packages) runs Apply under the booking's lock
+// and writes the booking, its history and the effects in one transaction, so payment, cancel
+// and expiry, which all take the same lock, can never both win.
 package booking
 
 import (
