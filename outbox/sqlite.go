@@ -248,8 +248,12 @@ func (s *sqliteStore) lock(ctx context.Context, name string) (leaderLock, error)
 	if err != nil {
 		return nil, fmt.Errorf("take lease %s: %w", name, err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return nil, err // another relay took it between the read and the write
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, fmt.Errorf("take lease %s: %w", name, err)
+	}
+	if n != 1 {
+		return nil, nil // another relay took it between the read and the write
 	}
 	return &sqliteLock{db: s.db, name: name, owner: owner, lease: s.lease}, nil
 }
