@@ -76,8 +76,7 @@ func AddSQLite(ctx context.Context, tx *sql.Tx, msgs ...Message) error {
 //
 // Open db in WAL mode, so that the relay's reads never wait for a writer, and with a
 // busy_timeout, so that its writes queue for the write lock rather than fail at once. The
-// relay keeps its leader lock in a table of
-// its own, which it creates when it first needs it:
+// relay keeps its leader lock in a table of its own, which it creates when it first needs it:
 //
 //	CREATE TABLE IF NOT EXISTS outbox_lock (
 //	    name       TEXT PRIMARY KEY,
@@ -115,7 +114,7 @@ func sqliteLease(cfg RelayConfig) time.Duration {
 //
 // Its claims lock nothing, and need not. SQLite runs one write transaction at a time and
 // AUTOINCREMENT hands out ids in that order, so rows become visible in id order: a reader sees
-// every row below the highest id it sees, and no commit can later land below it (the gap that
+// every remaining row below the highest id it sees, and no commit can later land below it (the gap that
 // SKIP LOCKED and the cursor resets guard against elsewhere). Claimed rows are kept from a
 // second sender by the leader lock alone: only the leader claims, and its pipeline claims
 // above the rows still in flight, or from the start only once none are. A leader that lost its
