@@ -13,10 +13,12 @@
 //
 // If the transaction rolls back, the claim goes with it, so a message is either processed and
 // recorded, or neither. Two deliveries of one message racing each other serialise on the
-// primary key: the second waits for the first to commit and then finds the claim taken.
+// primary key (on SQLite, on the database's single write lock): the second waits for the first
+// to commit and then finds the claim taken.
 //
 // Entries are kept for a retention longer than the streams' maximum age, so that a replay of
-// anything still in a stream is recognised; CleanupPostgres and CleanupMySQL delete older ones.
+// anything still in a stream is recognised; CleanupPostgres, CleanupMySQL and CleanupSQLite
+// delete older ones.
 package inbox
 
 import (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	_ "modernc.org/sqlite"
 
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/inbox"
@@ -152,9 +154,76 @@ func mysql(t *testing.T) db {
 	}
 }
 
-// forEachDB runs test against PostgreSQL and MySQL, each in a fresh database.
+// sqliteInbox is the inbox table of ClaimSQLite's doc comment, with the test's counter table.
+// No service has SQLite migrations of its own in this package's reach, so the test keeps the
+// table the doc comment promises.
+const sqliteInbox = `
+CREATE TABLE inbox (
+    consumer     TEXT NOT NULL,
+    msg_id       TEXT NOT NULL,
+    processed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    PRIMARY KEY (consumer, msg_id)
+) WITHOUT ROWID;
+CREATE INDEX inbox_processed_at ON inbox (processed_at);
+CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+INSERT INTO counter VALUES (1, 0);
+`
+
+func sqlite(t *testing.T) db {
+	t.Helper()
+	ctx := context.Background()
+	// The DSN the services use: WAL, a busy timeout so that concurrent handlers queue for the
+	// write lock, and IMMEDIATE transactions so that they take it at BEGIN and never deadlock
+	// upgrading a read lock.
+	sqldb, err := sql.Open("sqlite", "file:"+testenv.SQLite(t)+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)"+
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	testenv.Fatal(t, "open", err)
+	t.Cleanup(func() { sqldb.Close() })
+	_, err = sqldb.ExecContext(ctx, sqliteInbox)
+	testenv.Fatal(t, "migrate", err)
+	return db{
+		name: "sqlite",
+		process: func(ctx context.Context, consumer, id string, fail bool) (first bool, err error) {
+			tx, err := sqldb.BeginTx(ctx, nil)
+			if err != nil {
+				return false, err
+			}
+			defer tx.Rollback()
+			if first, err = inbox.ClaimSQLite(ctx, tx, consumer, id); err != nil || !first {
+				return first, err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE counter SET n = n + 1 WHERE id = 1`); err != nil {
+				return first, err
+			}
+			if fail {
+				return first, errRollback
+			}
+			return first, tx.Commit()
+		},
+		counter: func(t *testing.T) int {
+			var n int
+			require.NoError(t, sqldb.QueryRowContext(ctx, `SELECT n FROM counter WHERE id = 1`).Scan(&n))
+			return n
+		},
+		age: func(t *testing.T, consumer, id string, d time.Duration) {
+			_, err := sqldb.ExecContext(ctx, `UPDATE inbox SET processed_at = strftime('%Y-%m-%d %H:%M:%f', processed_at, ?)
+				WHERE consumer = ? AND msg_id = ?`, fmt.Sprintf("-%.3f seconds", d.Seconds()), consumer, id)
+			require.NoError(t, err)
+		},
+		cleanup: func(ctx context.Context, retention time.Duration) (int64, error) {
+			return inbox.CleanupSQLite(ctx, sqldb, retention)
+		},
+		entries: func(t *testing.T) int {
+			var n int
+			require.NoError(t, sqldb.QueryRowContext(ctx, `SELECT count(*) FROM inbox`).Scan(&n))
+			return n
+		},
+	}
+}
+
+// forEachDB runs test against PostgreSQL, MySQL and SQLite, each in a fresh database.
 func forEachDB(t *testing.T, test func(t *testing.T, d db)) {
-	for name, open := range map[string]func(*testing.T) db{"postgres": postgres, "mysql": mysql} {
+	for name, open := range map[string]func(*testing.T) db{"postgres": postgres, "mysql": mysql, "sqlite": sqlite} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			test(t, open(t))

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite"
 )
 
 // harness is one outbox database, with what the shared tests need to drive it. Dialect-specific
@@ -44,8 +45,11 @@ type harness struct {
 	// age moves created_at and published_at of the rows matching a dialect-neutral WHERE
 	// clause back by d.
 	age func(ctx context.Context, where string, d time.Duration) error
-	// kill ends a database session by its id.
+	// kill ends a database session by its id (on SQLite, deletes the lease of that owner).
 	kill func(ctx context.Context, session int64) error
+	// serialWriters says the database runs one write transaction at a time (SQLite): an open
+	// producer transaction blocks every other producer until it ends.
+	serialWriters bool
 }
 
 // stores lists the outbox's databases; every suite test runs once per entry.
@@ -55,6 +59,7 @@ var stores = []struct {
 }{
 	{"mysql", openMySQL},
 	{"postgres", openPostgres},
+	{"sqlite", openSQLite},
 }
 
 // forEachStore runs test as a parallel subtest against each store.
@@ -180,6 +185,87 @@ func openPostgres(t testing.TB) *harness {
 			_, err := pool.Exec(ctx, "SELECT pg_terminate_backend($1::int)", session)
 			return err
 		},
+	}
+}
+
+// sqliteOutboxMigration is the outbox table of AddSQLite's doc comment. The services' SQLite
+// migrations hold the same table; the test keeps its own copy so that it depends on no
+// service's migration set.
+const sqliteOutboxMigration = `-- +goose Up
+CREATE TABLE outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id       TEXT NOT NULL UNIQUE,
+    subject      TEXT NOT NULL,
+    headers      TEXT NOT NULL DEFAULT '{}',
+    payload      BLOB NOT NULL,
+    aggregate_id TEXT NOT NULL DEFAULT '',
+    created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    published_at TEXT
+);
+CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+
+-- +goose Down
+DROP TABLE outbox;
+`
+
+// sqliteDSN opens path the way the services do: WAL so that the relay's reads never wait for a
+// writer, a busy timeout so that writers queue for the write lock, and IMMEDIATE transactions
+// so that two writers never deadlock upgrading a read lock.
+func sqliteDSN(path string) string {
+	return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)" +
+		"&_pragma=synchronous(NORMAL)&_txlock=immediate"
+}
+
+func openSQLite(t testing.TB) *harness {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", sqliteDSN(testenv.SQLite(t)))
+	testenv.Fatal(t, "open sqlite", err)
+	t.Cleanup(func() { _ = db.Close() })
+	fsys := fstest.MapFS{"00001_outbox.sql": {Data: []byte(sqliteOutboxMigration)}}
+	testenv.Fatal(t, "migrate sqlite", migrate.Up(ctx, goose.DialectSQLite3, db, fsys, quietLog()))
+	return &harness{
+		name: "sqlite",
+		add: func(ctx context.Context, msgs ...Message) error {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback() //nolint:errcheck
+			if err := AddSQLite(ctx, tx, msgs...); err != nil {
+				return err
+			}
+			return tx.Commit()
+		},
+		addOpen: func(ctx context.Context, msgs ...Message) (func() error, error) {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return nil, err
+			}
+			if err := AddSQLite(ctx, tx, msgs...); err != nil {
+				_ = tx.Rollback()
+				return nil, err
+			}
+			return tx.Commit, nil
+		},
+		newRelay: func(js jetstream.JetStream, cfg RelayConfig) *Relay {
+			return NewSQLiteRelay(db, js, cfg, quietLog())
+		},
+		count: func(ctx context.Context, where string) (int64, error) {
+			var n int64
+			err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE "+where).Scan(&n)
+			return n, err
+		},
+		age: func(ctx context.Context, where string, d time.Duration) error {
+			_, err := db.ExecContext(ctx, `UPDATE outbox SET created_at = strftime('%Y-%m-%d %H:%M:%f', created_at, ?1),
+				published_at = strftime('%Y-%m-%d %H:%M:%f', published_at, ?1) WHERE `+where, sqliteAgo(d))
+			return err
+		},
+		kill: func(ctx context.Context, session int64) error {
+			_, err := db.ExecContext(ctx, "DELETE FROM outbox_lock WHERE owner = ?", session)
+			return err
+		},
+		serialWriters: true,
 	}
 }
 

@@ -1,15 +1,24 @@
 // Package outbox is the transactional outbox both services publish through.
 //
 // A service adds its events to the outbox table inside the same database transaction as the
-// change they describe (AddMySQL, AddPostgres), so an event exists if and only if the change
-// committed. A Relay then claims unpublished rows in id order with FOR UPDATE SKIP LOCKED,
-// publishes them to JetStream with Nats-Msg-Id set to the event id, waits for every ack, and
-// marks the batch published in the same transaction. A relay that dies between the acks and the
-// commit leaves the rows unpublished; they are sent again and JetStream's duplicate window drops
-// the second copy, so delivery is at least once and storage is once within that window.
+// change they describe (AddMySQL, AddPostgres, AddSQLite), so an event exists if and only if
+// the change committed. A Relay then claims unpublished rows in id order, publishes them to
+// JetStream with Nats-Msg-Id set to the event id, waits for every ack, and marks the batch
+// published. On MySQL and PostgreSQL the claim locks the rows with FOR UPDATE SKIP LOCKED and
+// the mark commits that transaction. SQLite has one write lock for the whole database, which
+// the relay must not hold while it waits for JetStream, and it needs no row locks: writers
+// commit one at a time, so rows become visible in id order. There the relay reads a batch
+// without a transaction and marks it in one short UPDATE after the acks. A relay that dies
+// between the acks and the mark leaves the rows unpublished; they are sent again and
+// JetStream's duplicate window drops the second copy, so delivery is at least once and storage
+// is once within that window.
 //
-// One relay per database is active at a time (a session-scoped advisory lock), which keeps every
-// aggregate's events in commit order; the others stand by and take over when its session ends.
+// One relay per database is active at a time, which keeps every aggregate's events in commit
+// order; the others stand by and take over when the leader goes. On MySQL and PostgreSQL the
+// leader holds a session-scoped advisory lock, released when its session ends. SQLite has no
+// such lock, so the leader holds a lease, a row in the outbox_lock table that it renews every
+// LockInterval and deletes when it steps down; if the leader dies instead, a standby takes over
+// once the lease expires, a few LockIntervals later.
 package outbox
 
 import (
@@ -38,8 +47,8 @@ type Message struct {
 	AggregateID string
 }
 
-// ErrInvalidMessage is returned by AddMySQL and AddPostgres for a message without an id or a
-// subject.
+// ErrInvalidMessage is returned by AddMySQL, AddPostgres and AddSQLite for a message without
+// an id or a subject.
 var ErrInvalidMessage = errors.New("outbox: invalid message")
 
 // cleanupBatch is how many published rows one retention DELETE removes, so that cleanup never

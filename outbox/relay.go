@@ -12,10 +12,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// store is what the relay needs from a database; mysqlStore and postgresStore implement it.
+// store is what the relay needs from a database; mysqlStore, postgresStore and sqliteStore
+// implement it.
 type store interface {
-	// claim begins a transaction and locks up to limit unpublished rows with an id above
-	// after, lowest id first, skipping rows another transaction holds.
+	// claim returns up to limit unpublished rows with an id above after, lowest id first, held
+	// for this relay until markPublished or rollback. MySQL and PostgreSQL lock them in an open
+	// transaction and skip rows another transaction holds; SQLite locks nothing, and the leader
+	// lock alone keeps them from a second sender (see sqliteStore).
 	claim(ctx context.Context, after int64, limit int) (claim, error)
 	// stats returns the number of unpublished rows and the age of the oldest.
 	stats(ctx context.Context) (pending int64, lag time.Duration, err error)
@@ -32,25 +35,27 @@ type store interface {
 // claim is a batch of rows locked by an open transaction.
 type claim interface {
 	claimed() []row
-	// markPublished marks every claimed row published and commits.
+	// markPublished marks every claimed row published (and commits the claim's transaction).
 	markPublished(ctx context.Context) error
-	// rollback leaves the rows unpublished and unlocks them.
+	// rollback leaves the rows unpublished and unlocks them, if they were locked.
 	rollback()
 }
 
 // leaderLock is a held leader lock.
 type leaderLock interface {
-	// check fails once the lock's session is gone or no longer holds it.
+	// check fails once the lock's session is gone or no longer holds it. On SQLite it also
+	// renews the lease.
 	check(ctx context.Context) error
 	// release gives the lock up and ends its session.
 	release()
-	// session is the database's id of the lock's session (for tests that kill it).
+	// session is the database's id of the lock's session, or the SQLite lease's owner (for
+	// tests that kill it).
 	session() int64
 }
 
 // Relay publishes the outbox's rows to JetStream. Create one per service replica with
-// NewMySQLRelay or NewPostgresRelay and call Run; relays sharing a database elect one leader
-// and the others stand by.
+// NewMySQLRelay, NewPostgresRelay or NewSQLiteRelay and call Run; relays sharing a database
+// elect one leader and the others stand by.
 type Relay struct {
 	store store
 	js    jetstream.JetStream
@@ -180,8 +185,8 @@ func (r *Relay) watchLock(ctx context.Context, lock leaderLock, stop context.Can
 }
 
 // pipelineDepth is how many batches a leader has in flight: while one waits for its acks and
-// commits, the next is claimed (SKIP LOCKED passes over the rows the first still locks) and
-// sent. Messages still leave in id order, because only the loop goroutine claims and sends.
+// commits, the next is claimed (SKIP LOCKED passes over the rows the first still locks; on
+// SQLite, the claim starts above the last row sent) and sent. Messages still leave in id order, because only the loop goroutine claims and sends.
 const pipelineDepth = 3
 
 // publishLoop relays batches until ctx is done: straight on while batches come back full,
