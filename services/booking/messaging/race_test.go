@@ -16,9 +16,16 @@ import (
 // EXPIRED with its seat back on sale: never both, never neither.
 func TestPaymentRacesExpiryThroughTheSaga(t *testing.T) {
 	t.Parallel()
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			paymentRacesExpiry(t, startOn(t, dialect, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute}))
+		})
+	}
+}
+
+func paymentRacesExpiry(t *testing.T, s *system) {
 	const n = 200
-	ttl := 10 * time.Minute
-	s := start(t, booking.Rules{HoldTTL: ttl, PendingTimeout: 2 * time.Minute})
 	ctx := context.Background()
 	f := s.flight(t, n)
 	ids := make([]string, n)
@@ -35,8 +42,8 @@ func TestPaymentRacesExpiryThroughTheSaga(t *testing.T) {
 		b, err := s.bookings.Get(ctx, id)
 		testenv.Fatal(t, "get", err)
 		end := b.HoldExpiresAt
-		payer := s.bookings.WithClock(func() time.Time { return end.Add(-time.Microsecond) })
-		expirer := s.bookings.WithClock(func() time.Time { return end })
+		payer := s.withClock(func() time.Time { return end.Add(-time.Microsecond) })
+		expirer := s.withClock(func() time.Time { return end })
 		wg.Go(func() {
 			<-gate
 			p, err := booking.NewPayment(id, booking.PaymentResult{Ref: "ch_" + id, Amount: b.Total, Currency: b.Currency})
@@ -49,7 +56,7 @@ func TestPaymentRacesExpiryThroughTheSaga(t *testing.T) {
 		})
 		wg.Go(func() {
 			<-gate
-			if _, err := expirer.Expire(ctx, id); err != nil {
+			if _, err := expirer.Apply(ctx, id, booking.Expire{}); err != nil {
 				t.Errorf("expire %s: %v", id, err)
 			}
 		})

@@ -62,12 +62,12 @@ func TestSagaDuplicatesAndReplay(t *testing.T) {
 		s.pay(t, id)
 	}
 	for _, id := range held[4:7] {
-		_, err := s.bookings.Cancel(ctx, id)
+		_, err := s.bookings.Apply(ctx, id, booking.Cancel{})
 		testenv.Fatal(t, "cancel", err)
 	}
-	late := s.bookings.WithClock(func() time.Time { return time.Now().Add(11 * time.Minute) })
+	late := s.withClock(func() time.Time { return time.Now().Add(11 * time.Minute) })
 	for _, id := range held[7:9] {
-		_, err := late.Expire(ctx, id)
+		_, err := late.Apply(ctx, id, booking.Expire{})
 		testenv.Fatal(t, "expire", err)
 	}
 	// 4 confirmed (sold), 11 still held; 5 seats released by cancel and expiry.
@@ -205,7 +205,7 @@ func (s *system) checksums(t *testing.T) map[string]string {
 		sums["postgres."+table] = sum
 	}
 
-	db := s.bookings.DB()
+	db := s.db
 	mrows, err := db.QueryContext(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1`)
 	testenv.Fatal(t, "mysql tables", err)
 	tables = tables[:0]

@@ -2,6 +2,7 @@ package messaging_test
 
 import (
 	"context"
+	"database/sql"
 	"io"
 	"log/slog"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/flightbook/flightbook/services/booking"
 	bookingmessaging "github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
+	"github.com/flightbook/flightbook/services/booking/sqlite"
 	flightmessaging "github.com/flightbook/flightbook/services/flight/messaging"
 	"github.com/flightbook/flightbook/services/flight/postgres"
 	"github.com/flightbook/flightbook/testenv"
@@ -25,23 +27,41 @@ import (
 // system is both services' messaging sides on fresh databases and a fresh NATS namespace:
 // the booking store with its outbox and reply consumers, the flight inventory with its own.
 type system struct {
-	bookings *mysql.Store
-	pg       *pgxpool.Pool
-	js       jetstream.JetStream
-	nc       *nats.Conn
-	topo     events.Topology
-	routes   []consumer.Route // both services' routes, with their live handlers
-	relays   []*outbox.Relay  // booking's, flight's
+	bookings booking.Store
+	// withClock returns the booking store reading the time from now.
+	withClock func(now func() time.Time) booking.Store
+	db        *sql.DB // the booking database
+	pg        *pgxpool.Pool
+	js        jetstream.JetStream
+	nc        *nats.Conn
+	topo      events.Topology
+	routes    []consumer.Route // both services' routes, with their live handlers
+	relays    []*outbox.Relay  // booking's, flight's
 }
 
-func start(t *testing.T, rules booking.Rules) *system {
+// dialects are the booking stores the saga tests run on.
+var dialects = []string{"mysql", "sqlite"}
+
+// start runs the saga on a MySQL booking store.
+func start(t *testing.T, rules booking.Rules) *system { return startOn(t, "mysql", rules) }
+
+// startOn runs the saga on the booking store of dialect, mysql or sqlite.
+func startOn(t *testing.T, dialect string, rules booking.Rules) *system {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	url, ns := testenv.NATS(t)
 
-	db, err := mysql.Open(ctx, testenv.MySQL(t), 20, log)
-	testenv.Fatal(t, "mysql", err)
+	var (
+		db  *sql.DB
+		err error
+	)
+	if dialect == "sqlite" {
+		db, err = sqlite.Open(ctx, testenv.SQLite(t), log)
+	} else {
+		db, err = mysql.Open(ctx, testenv.MySQL(t), 20, log)
+	}
+	testenv.Fatal(t, dialect, err)
 	pg, err := postgres.Open(ctx, testenv.Postgres(t), 20, log)
 	testenv.Fatal(t, "postgres", err)
 
@@ -59,8 +79,21 @@ func start(t *testing.T, rules booking.Rules) *system {
 	testenv.Fatal(t, "streams", events.EnsureStreams(ctx, bjs, btopo, events.StreamConfig{}))
 
 	cc := consumer.Config{AckWait: 10 * time.Second, MaxDeliver: 5, Backoff: []time.Duration{50 * time.Millisecond}, Concurrency: 8}
-	store := mysql.NewStore(db, rules, bookingmessaging.Emit(btopo, outbox.AddMySQL))
-	brelay := outbox.NewMySQLRelay(db, bjs, outbox.RelayConfig{LockName: ns, PollInterval: 20 * time.Millisecond}, log)
+	var (
+		store     booking.Store
+		withClock func(now func() time.Time) booking.Store
+		brelay    *outbox.Relay
+	)
+	relayConfig := outbox.RelayConfig{LockName: ns, PollInterval: 20 * time.Millisecond}
+	if dialect == "sqlite" {
+		s := sqlite.NewStore(db, rules, bookingmessaging.Emit(btopo, outbox.AddSQLite))
+		store, withClock = s, func(now func() time.Time) booking.Store { return s.WithClock(now) }
+		brelay = outbox.NewSQLiteRelay(db, bjs, relayConfig, log)
+	} else {
+		s := mysql.NewStore(db, rules, bookingmessaging.Emit(btopo, outbox.AddMySQL))
+		store, withClock = s, func(now func() time.Time) booking.Store { return s.WithClock(now) }
+		brelay = outbox.NewMySQLRelay(db, bjs, relayConfig, log)
+	}
 	brouter, err := consumer.New(bnc, bjs, events.ServiceBooking, ns, cc, log)
 	testenv.Fatal(t, "booking router", err)
 	bookingmessaging.New(store, btopo, log).Register(brouter)
@@ -94,7 +127,7 @@ func start(t *testing.T, rules booking.Rules) *system {
 		db.Close()
 	})
 	return &system{
-		bookings: store, pg: pg, js: bjs, nc: bnc, topo: btopo,
+		bookings: store, withClock: withClock, db: db, pg: pg, js: bjs, nc: bnc, topo: btopo,
 		routes: append(brouter.Routes(), frouter.Routes()...),
 		relays: []*outbox.Relay{brelay, frelay},
 	}
@@ -151,7 +184,15 @@ func statuses(t *testing.T, s *system, ids []string) map[booking.Status]int {
 // the flight's counters agree.
 func TestSagaNoOversell(t *testing.T) {
 	t.Parallel()
-	s := start(t, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute})
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			sagaNoOversell(t, startOn(t, dialect, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute}))
+		})
+	}
+}
+
+func sagaNoOversell(t *testing.T, s *system) {
 	f := s.flight(t, 100)
 	ids := make([]string, 150)
 	errs := make(chan error, len(ids))
@@ -183,7 +224,15 @@ func TestSagaNoOversell(t *testing.T) {
 // back to the flight.
 func TestSagaCompensates(t *testing.T) {
 	t.Parallel()
-	s := start(t, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute})
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			sagaCompensates(t, startOn(t, dialect, booking.Rules{HoldTTL: 10 * time.Minute, PendingTimeout: 2 * time.Minute}))
+		})
+	}
+}
+
+func sagaCompensates(t *testing.T, s *system) {
 	f := s.flight(t, 10)
 	ctx := context.Background()
 	a, err := s.bookings.Create(ctx, "u1", f, 3)
@@ -195,12 +244,12 @@ func TestSagaCompensates(t *testing.T) {
 		t.Fatalf("after two holds: available %d held %d", avail, held)
 	}
 
-	_, err = s.bookings.Cancel(ctx, a.ID)
+	_, err = s.bookings.Apply(ctx, a.ID, booking.Cancel{})
 	testenv.Fatal(t, "cancel", err)
 	await(t, "cancelled seats back", func() bool { avail, held, _ := s.seats(t, f); return avail == 8 && held == 2 })
 
-	expired := s.bookings.WithClock(func() time.Time { return time.Now().Add(11 * time.Minute) })
-	c, err := expired.Expire(ctx, b.ID)
+	expired := s.withClock(func() time.Time { return time.Now().Add(11 * time.Minute) })
+	c, err := expired.Apply(ctx, b.ID, booking.Expire{})
 	testenv.Fatal(t, "expire", err)
 	if c.Booking.Status != booking.Expired {
 		t.Fatalf("expire left %s", c.Booking.Status)
