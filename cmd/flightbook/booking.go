@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flightbook/flightbook/auth"
@@ -21,6 +23,7 @@ import (
 	bookingapi "github.com/flightbook/flightbook/services/booking/api"
 	"github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
+	bookingsqlite "github.com/flightbook/flightbook/services/booking/sqlite"
 	"github.com/flightbook/flightbook/status"
 	"github.com/flightbook/flightbook/web"
 )
@@ -30,6 +33,7 @@ type bookingConfig struct {
 	HTTPAddr       string        `envconfig:"BOOKING_HTTP_ADDR" default:":8082" desc:"address the booking service's HTTP API listens on"`
 	MySQLDSN       string        `envconfig:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/flightbook?parseTime=true" desc:"booking service database, a go-sql-driver DSN (created if missing)"`
 	MySQLMaxConns  int           `envconfig:"MYSQL_MAX_CONNS" default:"20" desc:"maximum connections to the booking database"`
+	SQLitePath     string        `envconfig:"BOOKING_SQLITE" desc:"path of a SQLite file to keep the booking service's data in instead of MySQL (created if missing; one replica only); flightbook dev uses DIR/booking.db unless FLIGHTBOOK_MYSQL_DSN is set"`
 	HoldTTL        time.Duration `envconfig:"BOOKING_HOLD_TTL" default:"10m" desc:"how long held seats wait for payment"`
 	PendingTimeout time.Duration `envconfig:"BOOKING_PENDING_TIMEOUT" default:"2m" desc:"how long a booking may wait for the flight service's answer"`
 	ExpiryInterval time.Duration `envconfig:"BOOKING_EXPIRY_INTERVAL" default:"5s" desc:"how often the expiry scheduler looks for expired holds"`
@@ -69,6 +73,39 @@ func runBooking(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return serveBooking(ctx, cfg, nil, log)
 }
 
+// bookingDB is the booking service's database: MySQL, or a SQLite file when
+// FLIGHTBOOK_BOOKING_SQLITE is set (dev mode; one replica, since SQLite is one machine's file).
+type bookingDB struct {
+	name  string // the /readyz check's name
+	sql   *sql.DB
+	store booking.Store
+	relay func(js jetstream.JetStream, cfg outbox.RelayConfig, log *slog.Logger) *outbox.Relay
+}
+
+// openBookingDB opens and migrates the booking database and builds its store. Every booking
+// change writes its events to the outbox in its own transaction, through the store's Emit.
+func openBookingDB(ctx context.Context, cfg bookingConfig, topo events.Topology, log *slog.Logger) (bookingDB, error) {
+	rules := booking.Rules{HoldTTL: cfg.HoldTTL, PendingTimeout: cfg.PendingTimeout}
+	if cfg.SQLitePath != "" {
+		db, err := bookingsqlite.Open(ctx, cfg.SQLitePath, log)
+		if err != nil {
+			return bookingDB{}, err
+		}
+		store := bookingsqlite.NewStore(db, rules, messaging.Emit(topo, outbox.AddSQLite)).WithKeyStaleAfter(cfg.KeyStaleAfter)
+		return bookingDB{name: "sqlite", sql: db, store: store, relay: func(js jetstream.JetStream, c outbox.RelayConfig, l *slog.Logger) *outbox.Relay {
+			return outbox.NewSQLiteRelay(db, js, c, l)
+		}}, nil
+	}
+	db, err := mysql.Open(ctx, cfg.MySQLDSN, cfg.MySQLMaxConns, log)
+	if err != nil {
+		return bookingDB{}, err
+	}
+	store := mysql.NewStore(db, rules, messaging.Emit(topo, outbox.AddMySQL)).WithKeyStaleAfter(cfg.KeyStaleAfter)
+	return bookingDB{name: "mysql", sql: db, store: store, relay: func(js jetstream.JetStream, c outbox.RelayConfig, l *slog.Logger) *outbox.Relay {
+		return outbox.NewMySQLRelay(db, js, c, l)
+	}}, nil
+}
+
 // serveBooking runs the booking service until ctx ends. ln, when not nil, is the listener to
 // serve on (tests and the dev mode pick free ports).
 func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *slog.Logger) error {
@@ -79,18 +116,18 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	if err != nil {
 		return err
 	}
-	db, err := mysql.Open(ctx, cfg.MySQLDSN, cfg.MySQLMaxConns, log)
+	topo := events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/booking"}
+	db, err := openBookingDB(ctx, cfg, topo, log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer db.sql.Close()
 
 	nc, js, err := connectNATS(ctx, cfg.NATS.URL, "flightbook-booking", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	topo := events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/booking"}
 	if err := events.EnsureStreams(ctx, js, topo, cfg.Streams); err != nil {
 		return err
 	}
@@ -100,11 +137,8 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 		return err
 	}
 	log = log.With("service", events.ServiceBooking)
-	relay := outbox.NewMySQLRelay(db, js, cfg.Outbox, log)
-
-	// Every booking change writes its events to the outbox in its own transaction.
-	rules := booking.Rules{HoldTTL: cfg.HoldTTL, PendingTimeout: cfg.PendingTimeout}
-	store := mysql.NewStore(db, rules, messaging.Emit(topo, outbox.AddMySQL)).WithKeyStaleAfter(cfg.KeyStaleAfter)
+	relay := db.relay(js, cfg.Outbox, log)
+	store := db.store
 	messaging.New(store, topo, log).Register(router)
 	reconciler, err := newBookingReconciler(cfg, store, authn)
 	if err != nil {
@@ -120,7 +154,7 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 		}
 	}
 	web.HealthWithDetail(engine, messagingStatus(js, relay, router, topo, events.ServiceBooking, withReconcile),
-		web.Check{Name: "mysql", Check: store.Ping},
+		web.Check{Name: db.name, Check: store.Ping},
 		web.Check{Name: "nats", Check: natsReady(nc)},
 		web.Check{Name: "consumers", Check: router.Ready},
 	)

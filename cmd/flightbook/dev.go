@@ -56,6 +56,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
+	// With no database server named, each service keeps its data in a SQLite file under the
+	// data directory, so trying flightbook needs nothing but Go.
+	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+		return fmt.Errorf("dev: data directory: %w", err)
+	}
+	if os.Getenv("FLIGHTBOOK_MYSQL_DSN") == "" && bcfg.SQLitePath == "" {
+		bcfg.SQLitePath = filepath.Join(*dataDir, "booking.db")
+	}
 	if os.Getenv("FLIGHTBOOK_NATS_URL") == "" {
 		ns, err := startEmbeddedNATS(filepath.Join(*dataDir, "nats"), -1)
 		if err != nil {
