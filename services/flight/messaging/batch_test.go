@@ -303,7 +303,7 @@ func BenchmarkHoldHandler(b *testing.B) {
 	// keep the flight row's lock queue full.
 	pool := database(b, 20)
 	topo := events.Topology{Namespace: "bench", Source: "flightbook/booking"}
-	h := messaging.New(pool, postgres.NewInventory(pool), events.Topology{Namespace: "bench", Source: "flightbook/flight"}, nil, discard)
+	h := messaging.New(postgres.NewInventory(pool), events.Topology{Namespace: "bench", Source: "flightbook/flight"}, nil, discard)
 
 	run := func(b *testing.B, unit string, op func(ctx context.Context, flightID int64, d consumer.Delivery) error) {
 		f := seedFlight(b, pool, 50_000_000) // more seats than any run holds: every hold is granted

@@ -74,7 +74,7 @@ func start(t testing.TB) *rig {
 	relay := outbox.NewPostgresRelay(pool, js, outbox.RelayConfig{LockName: ns}, log)
 	router, err := consumer.New(nc, js, events.ServiceFlight, ns, consumer.Config{AckWait: 5 * time.Second, MaxDeliver: 3, Backoff: []time.Duration{50 * time.Millisecond}}, log)
 	testenv.Fatal(t, "router", err)
-	r.handlers = messaging.New(pool, postgres.NewInventory(pool), r.flight, relay.Notify, log)
+	r.handlers = messaging.New(postgres.NewInventory(pool), r.flight, relay.Notify, log)
 	r.handlers.Register(router)
 
 	done := make(chan struct{}, 2)

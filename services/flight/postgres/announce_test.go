@@ -3,13 +3,15 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/google/uuid"
 
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/flight"
 	"github.com/flightbook/flightbook/services/flight/postgres"
 	"github.com/flightbook/flightbook/testenv"
@@ -22,14 +24,14 @@ type announcements struct {
 	fail bool
 }
 
-func (a *announcements) hook(_ context.Context, _ pgx.Tx, f flight.Flight) error {
+func (a *announcements) hook(_ context.Context, f flight.Flight) (outbox.Message, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.fail {
-		return errors.New("outbox down")
+		return outbox.Message{}, errors.New("outbox down")
 	}
 	a.seen = append(a.seen, f.FlightNumber+":"+f.Status)
-	return nil
+	return outbox.Message{ID: uuid.NewString(), Subject: "test.flight", AggregateID: fmt.Sprint(f.ID)}, nil
 }
 
 func (a *announcements) take() []string {

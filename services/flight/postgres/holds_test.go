@@ -44,7 +44,7 @@ func TestHoldsPage(t *testing.T) {
 	got := map[string]flight.HoldStatus{}
 	after, pages, last := "", 0, ""
 	for {
-		hs, next, err := inv.HoldsPage(ctx, postgres.HoldsQuery{FlightID: f, After: after, Limit: 2})
+		hs, next, err := inv.HoldsPage(ctx, flight.HoldsQuery{FlightID: f, After: after, Limit: 2})
 		testenv.Fatal(t, "page", err)
 		pages++
 		for _, h := range hs {
@@ -71,12 +71,12 @@ func TestHoldsPage(t *testing.T) {
 		}
 	}
 
-	all, next, err := inv.HoldsPage(ctx, postgres.HoldsQuery{Limit: 100})
+	all, next, err := inv.HoldsPage(ctx, flight.HoldsQuery{Limit: 100})
 	testenv.Fatal(t, "every flight", err)
 	if len(all) != 6 || next != "" {
 		t.Fatalf("every flight: %d holds, next %q; want 6 and none", len(all), next)
 	}
-	if _, _, err := inv.HoldsPage(ctx, postgres.HoldsQuery{After: "not-a-uuid", Limit: 1}); err == nil {
+	if _, _, err := inv.HoldsPage(ctx, flight.HoldsQuery{After: "not-a-uuid", Limit: 1}); err == nil {
 		t.Fatal("a cursor that is not a booking id was accepted")
 	}
 }
