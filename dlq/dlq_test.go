@@ -58,7 +58,7 @@ func start(t *testing.T) *rig {
 	r := &rig{
 		ns: ns, pool: pool, js: js,
 		booking:  events.Topology{Namespace: ns, Source: "flightbook/booking"},
-		handlers: messaging.New(pool, postgres.NewInventory(pool), flightTopo, nil, log),
+		handlers: messaging.New(postgres.NewInventory(pool), flightTopo, nil, log),
 		queue:    dlq.New(js, ns, log),
 	}
 	r.broken.Store(true)

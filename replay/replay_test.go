@@ -155,7 +155,7 @@ func TestReplayIntoHandler(t *testing.T) {
 	router, err := consumer.New(b.nc, b.js, events.ServiceFlight, b.flight.Namespace,
 		consumer.Config{Concurrency: 1, MaxAckPending: 1, AckWait: 5 * time.Second}, discard)
 	testenv.Fatal(t, "router", err)
-	messaging.New(pool, postgres.NewInventory(pool), b.flight, relay.Notify, discard).Register(router)
+	messaging.New(postgres.NewInventory(pool), b.flight, relay.Notify, discard).Register(router)
 	route, ok := router.Route(messaging.RouteHold)
 	if !ok {
 		t.Fatal("no hold route")
@@ -222,7 +222,7 @@ func TestReplayIntoHandler(t *testing.T) {
 	// A fresh database, as after losing the flight database: a dry run changes nothing and
 	// counts all five, the replay rebuilds what the live run decided.
 	fresh, _ := flightDB(t)
-	h := messaging.New(fresh, postgres.NewInventory(fresh), b.flight, nil, discard)
+	h := messaging.New(postgres.NewInventory(fresh), b.flight, nil, discard)
 	hold, _ := h.Handler(messaging.RouteHold)
 	target := replay.ToHandler(hold, replay.PostgresInbox(fresh, consumerName))
 	empty := checksums(t, fresh)

@@ -142,7 +142,7 @@ flightbook is running (Ctrl-C stops it).
 	return nil
 }
 
-func seedCatalog(ctx context.Context, cat *postgres.Catalog) error {
+func seedCatalog(ctx context.Context, cat flight.Catalog) error {
 	type airport struct{ code, name, city, country string }
 	airports := []airport{
 		{"DEL", "Indira Gandhi International", "Delhi", "IN"},

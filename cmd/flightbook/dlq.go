@@ -242,7 +242,7 @@ func serviceHandlers(ctx context.Context, entries []dlq.Entry, dryRun bool, log 
 			}
 			topo := events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/flight"}
 			if dryRun {
-				services[e.Service] = flightmessaging.New(nil, nil, topo, nil, log).Handler
+				services[e.Service] = flightmessaging.New((*postgres.Inventory)(nil), topo, nil, log).Handler
 				continue
 			}
 			pool, err := postgres.Open(ctx, cfg.PostgresURL, cfg.PostgresMax, log)
@@ -251,7 +251,7 @@ func serviceHandlers(ctx context.Context, entries []dlq.Entry, dryRun bool, log 
 				return nil, nil, fmt.Errorf("dlq redrive: flight database: %w", err)
 			}
 			closers = append(closers, pool.Close)
-			services[e.Service] = flightmessaging.New(pool, postgres.NewInventory(pool), topo, nil, log).Handler
+			services[e.Service] = flightmessaging.New(postgres.NewInventory(pool), topo, nil, log).Handler
 		case events.ServiceBooking:
 			var cfg bookingConfig
 			if err := config.Load(&cfg); err != nil {

@@ -93,7 +93,7 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 	log = log.With("service", events.ServiceFlight)
 	relay := outbox.NewPostgresRelay(pool, js, cfg.Outbox, log)
 	inv := postgres.NewInventory(pool)
-	messaging.New(pool, inv, topo, relay.Notify, log).Register(router)
+	messaging.New(inv, topo, relay.Notify, log).Register(router)
 
 	catalog := postgres.NewCatalog(pool).WithAnnounce(messaging.Announce(topo))
 	engine := web.NewEngine(log)
@@ -102,7 +102,7 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 		web.Check{Name: "nats", Check: natsReady(nc)},
 		web.Check{Name: "consumers", Check: router.Ready},
 	)
-	api.Routes(engine, catalog, authn)
+	api.Routes(engine, catalog, inv, authn)
 
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {

@@ -216,7 +216,7 @@ func serviceRoute(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ta
 			return fail(fmt.Errorf("replay: flight database: %w", err))
 		}
 		closeDB = pool.Close
-		flightmessaging.New(pool, postgres.NewInventory(pool), topo, nil, log).Register(router)
+		flightmessaging.New(postgres.NewInventory(pool), topo, nil, log).Register(router)
 		processed = replay.PostgresInbox(pool, inboxName)
 	case events.ServiceBooking:
 		var cfg bookingConfig

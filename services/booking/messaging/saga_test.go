@@ -101,7 +101,7 @@ func startOn(t *testing.T, dialect string, rules booking.Rules) *system {
 	frelay := outbox.NewPostgresRelay(pg, fjs, outbox.RelayConfig{LockName: ns, PollInterval: 20 * time.Millisecond}, log)
 	frouter, err := consumer.New(fnc, fjs, events.ServiceFlight, ns, cc, log)
 	testenv.Fatal(t, "flight router", err)
-	flightmessaging.New(pg, postgres.NewInventory(pg), ftopo, frelay.Notify, log).Register(frouter)
+	flightmessaging.New(postgres.NewInventory(pg), ftopo, frelay.Notify, log).Register(frouter)
 
 	done := make(chan error, 4)
 	for _, run := range []func(context.Context) error{brelay.Run, frelay.Run, brouter.Run, frouter.Run} {

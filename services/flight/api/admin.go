@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/flightbook/flightbook/services/flight"
-	"github.com/flightbook/flightbook/services/flight/postgres"
 	"github.com/flightbook/flightbook/validation"
 )
 
@@ -34,7 +33,7 @@ type holdsPage struct {
 // in booking id order, a page at a time: ?flight_id=N, ?after=<booking id> from the previous
 // page's next_after, ?limit=1..1000 (100). Admins only.
 func (s *Server) listHolds(c *gin.Context) {
-	q := postgres.HoldsQuery{Limit: 100}
+	q := flight.HoldsQuery{Limit: 100}
 	var v validation.Errors
 	if f := c.Query("flight_id"); f != "" {
 		id, err := strconv.ParseInt(f, 10, 64)
@@ -55,7 +54,7 @@ func (s *Server) listHolds(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	hs, next, err := s.inv.HoldsPage(c.Request.Context(), q)
+	hs, next, err := s.holds.HoldsPage(c.Request.Context(), q)
 	page := holdsPage{Items: make([]holdView, len(hs)), NextAfter: next}
 	for i, h := range hs {
 		page.Items[i] = holdView{BookingID: h.BookingID, FlightID: h.FlightID, Seats: h.Seats, Status: h.Status, UpdatedAt: h.UpdatedAt}

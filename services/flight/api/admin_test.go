@@ -31,7 +31,7 @@ func TestAdminHolds(t *testing.T) {
 	a, err := auth.New(auth.Config{Secret: secret, Issuer: "flightbook"}, nil)
 	testenv.Fatal(t, "auth", err)
 	engine := web.NewEngine(log)
-	api.Routes(engine, postgres.NewCatalog(pool), a)
+	api.Routes(engine, postgres.NewCatalog(pool), postgres.NewInventory(pool), a)
 	srv := httptest.NewServer(engine)
 	t.Cleanup(srv.Close)
 	admin, _ := a.Token("root", auth.RoleAdmin, time.Hour)

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -13,21 +14,26 @@ import (
 
 	"github.com/flightbook/flightbook/auth"
 	"github.com/flightbook/flightbook/services/flight"
-	"github.com/flightbook/flightbook/services/flight/postgres"
 	"github.com/flightbook/flightbook/validation"
 	"github.com/flightbook/flightbook/web"
 )
 
+// Holds is what the admin routes read of the seat inventory.
+type Holds interface {
+	HoldsPage(ctx context.Context, q flight.HoldsQuery) ([]flight.Hold, string, error)
+}
+
 // Server holds what the handlers need.
 type Server struct {
-	catalog *postgres.Catalog
-	inv     *postgres.Inventory
+	catalog flight.Catalog
+	holds   Holds
 	now     func() time.Time
 }
 
-// Routes registers the flight API under /api/v1 on r.
-func Routes(r gin.IRouter, catalog *postgres.Catalog, a *auth.Authenticator) {
-	s := &Server{catalog: catalog, inv: catalog.Inventory(), now: time.Now}
+// Routes registers the flight API under /api/v1 on r, serving catalog and, to admins, the
+// holds (a flight.Inventory of the same database).
+func Routes(r gin.IRouter, catalog flight.Catalog, holds Holds, a *auth.Authenticator) {
+	s := &Server{catalog: catalog, holds: holds, now: time.Now}
 	v1 := r.Group("/api/v1", a.Optional())
 	admin := auth.RequireAdmin()
 

@@ -7,16 +7,11 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"unicode/utf8"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
-	"github.com/flightbook/flightbook/inbox"
 	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/flight"
-	"github.com/flightbook/flightbook/services/flight/postgres"
 )
 
 // maxHoldBatch bounds how many holds one transaction decides: enough that a hot flight's
@@ -188,7 +183,7 @@ func (h *Handlers) holdBatched(ctx context.Context, d consumer.Delivery, ev even
 }
 
 // holdBatch decides calls, all for one flight, in one transaction: it claims each message in
-// the inbox, holds seats for those claimed for the first time with one HoldBatchTx (one lock
+// the inbox, holds seats for those claimed for the first time with one HoldBatch (one lock
 // of the flight row), queues one reply per such message in the outbox, and commits. Messages
 // already processed, including a second delivery of one in the same batch, are claimed
 // without effect and get no second reply. If it fails, nothing of the batch is written.
@@ -201,8 +196,8 @@ func (h *Handlers) holdBatch(ctx context.Context, calls []*holdCall) error {
 		fresh []*holdCall // claimed for the first time, in arrival order
 		held  []flight.Hold
 	)
-	err := postgres.InTx(ctx, h.pool, func(tx pgx.Tx) error {
-		first, err := claimAll(ctx, tx, events.ServiceFlight+"."+RouteHold, ids)
+	err := h.inTx(ctx, func(tx Tx) error {
+		first, err := tx.ClaimAll(ctx, events.ServiceFlight+"."+RouteHold, ids)
 		if err != nil {
 			return err
 		}
@@ -218,7 +213,7 @@ func (h *Handlers) holdBatch(ctx context.Context, calls []*holdCall) error {
 		if len(reqs) == 0 {
 			return nil
 		}
-		hs, err := h.inv.HoldBatchTx(ctx, tx, reqs)
+		hs, err := tx.HoldBatch(ctx, reqs)
 		if err != nil {
 			return err
 		}
@@ -231,7 +226,7 @@ func (h *Handlers) holdBatch(ctx context.Context, calls []*holdCall) error {
 			}
 			msgs[i] = outbox.Message(m)
 		}
-		if err := outbox.AddPostgres(ctx, tx, msgs...); err != nil {
+		if err := tx.Queue(ctx, msgs...); err != nil {
 			return err
 		}
 		held = hs
@@ -247,51 +242,4 @@ func (h *Handlers) holdBatch(ctx context.Context, calls []*holdCall) error {
 		h.notify()
 	}
 	return nil
-}
-
-// claimAll is inbox.ClaimPostgres for many messages in one statement: it records in tx that
-// consumer processed each of msgIDs and reports, per id, whether this was the first time. An id
-// that appears twice is first only at its first appearance. Claiming a batch's messages one
-// statement each cost more than the rest of the batch together (about 80µs a round trip, 5 ms
-// for 64 messages, measured with BenchmarkHoldHandler), which is why the batch does not call
-// ClaimPostgres in a loop.
-//
-// It belongs in package inbox beside ClaimPostgres; until it moves there it checks ids against
-// the same limits, so a message the inbox would refuse is refused here too, with
-// inbox.ErrInvalid.
-func claimAll(ctx context.Context, tx pgx.Tx, consumer string, msgIDs []string) ([]bool, error) {
-	const maxMsgID = 255 // inbox's limit: the MySQL column's size, applied to both databases
-	for _, id := range msgIDs {
-		if id == "" || utf8.RuneCountInString(id) > maxMsgID {
-			return nil, fmt.Errorf("%w: message id %q: must be 1 to %d characters", inbox.ErrInvalid, id, maxMsgID)
-		}
-	}
-	// Ids go in sorted order: two transactions (in two replicas) claiming overlapping sets
-	// then wait for each other's rows in one direction only, and every transaction claims
-	// before it locks the flight row, so no cycle of waits can form.
-	sorted := slices.Clone(msgIDs)
-	slices.Sort(sorted)
-	sorted = slices.Compact(sorted)
-	rows, err := tx.Query(ctx, `
-		INSERT INTO inbox (consumer, msg_id)
-		SELECT $1, id FROM unnest($2::text[]) WITH ORDINALITY AS m(id, n) ORDER BY n
-		ON CONFLICT (consumer, msg_id) DO NOTHING
-		RETURNING msg_id`, consumer, sorted)
-	if err != nil {
-		return nil, fmt.Errorf("inbox: claim %d messages for %s: %w", len(sorted), consumer, err)
-	}
-	claimed, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("inbox: claim %d messages for %s: %w", len(sorted), consumer, err)
-	}
-	fresh := make(map[string]bool, len(claimed))
-	for _, id := range claimed {
-		fresh[id] = true
-	}
-	first := make([]bool, len(msgIDs))
-	for i, id := range msgIDs {
-		first[i] = fresh[id]
-		delete(fresh, id) // a second appearance is a redelivery of the first
-	}
-	return first, nil
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flightbook/flightbook/consumer"
@@ -39,14 +38,14 @@ func delivery(t testing.TB, topo events.Topology, ev events.Event) consumer.Deli
 // written counts what the hold handlers wrote: holds, inbox entries and outbox rows.
 func (r *rig) written(t *testing.T) (holds, claims, replies int) {
 	t.Helper()
-	testenv.Fatal(t, "count writes", r.pool.QueryRow(context.Background(),
+	testenv.Fatal(t, "count writes", r.db.QueryRowContext(context.Background(),
 		`SELECT (SELECT count(*) FROM holds), (SELECT count(*) FROM inbox), (SELECT count(*) FROM outbox)`).Scan(&holds, &claims, &replies))
 	return holds, claims, replies
 }
 
 func (r *rig) audit(t *testing.T, flightID int64) {
 	t.Helper()
-	a, err := postgres.NewInventory(r.pool).Audit(context.Background(), flightID)
+	a, err := r.inv.Audit(context.Background(), flightID)
 	testenv.Fatal(t, "audit", err)
 	if p := a.Problems(); len(p) > 0 {
 		t.Fatalf("flight %d: %v", flightID, p)
@@ -60,11 +59,10 @@ func (r *rig) audit(t *testing.T, flightID int64) {
 func (r *rig) lineUp(t *testing.T, flightID int64, ds []consumer.Delivery, ctxs ...context.Context) (errs []error, opening error) {
 	t.Helper()
 	ctx := context.Background()
-	gate, err := r.pool.Begin(ctx)
+	gate, err := r.db.BeginTx(ctx, nil)
 	testenv.Fatal(t, "begin gate", err)
-	defer gate.Rollback(ctx) //nolint:errcheck // released below; this only covers a failed test
-	_, err = gate.Exec(ctx, `SELECT 1 FROM flights WHERE id = $1 FOR UPDATE`, flightID)
-	testenv.Fatal(t, "lock flight", err)
+	defer gate.Rollback() //nolint:errcheck // released below; this only covers a failed test
+	testenv.Fatal(t, "lock flight", r.backend.lock(ctx, gate, flightID))
 
 	opened := make(chan error, 1)
 	go func() { opened <- r.handlers.Hold(ctx, r.holdDelivery(t, flightID)) }()
@@ -82,7 +80,7 @@ func (r *rig) lineUp(t *testing.T, flightID int64, ds []consumer.Delivery, ctxs 
 	}
 	require.Eventually(t, func() bool { q, _ := r.handlers.Pending(flightID); return q == len(ds) }, 10*time.Second, time.Millisecond,
 		"the holds did not queue behind the running batch")
-	testenv.Fatal(t, "release flight", gate.Rollback(ctx))
+	testenv.Fatal(t, "release flight", gate.Rollback())
 	wg.Wait()
 	return errs, <-opened
 }
@@ -91,58 +89,58 @@ func (r *rig) lineUp(t *testing.T, flightID int64, ds []consumer.Delivery, ctxs 
 // and every request is delivered twice at once. Exactly 100 are held and 200 rejected, each
 // booking gets one reply, and the flight's counters add up.
 func TestHoldBatchesOnAHotFlight(t *testing.T) {
-	t.Parallel()
-	r := start(t)
-	f := r.seedFlight(t, 100)
-	const bookings = 300
-	var ds []consumer.Delivery
-	for range bookings {
-		d := r.holdDelivery(t, f)
-		ds = append(ds, d, d)
-	}
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	for _, d := range ds {
-		wg.Go(func() {
-			if err := consumer.Invoke(context.Background(), r.handlers.Hold, d); err != nil {
-				failed.Add(1)
-				t.Errorf("hold: %v", err)
-			}
-		})
-	}
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.FailNow()
-	}
+	forEachBackend(t, func(t *testing.T, r *rig) {
+		f := r.seedFlight(t, 100)
+		const bookings = 300
+		var ds []consumer.Delivery
+		for range bookings {
+			d := r.holdDelivery(t, f)
+			ds = append(ds, d, d)
+		}
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		for _, d := range ds {
+			wg.Go(func() {
+				if err := consumer.Invoke(context.Background(), r.handlers.Hold, d); err != nil {
+					failed.Add(1)
+					t.Errorf("hold: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if failed.Load() > 0 {
+			t.FailNow()
+		}
 
-	ctx := context.Background()
-	var held, rejected, soldOut int
-	testenv.Fatal(t, "count holds", r.pool.QueryRow(ctx, `
+		ctx := context.Background()
+		var held, rejected, soldOut int
+		testenv.Fatal(t, "count holds", r.db.QueryRowContext(ctx, `
 		SELECT count(*) FILTER (WHERE status = 'held'), count(*) FILTER (WHERE status = 'rejected'),
 		       count(*) FILTER (WHERE reason = 'sold_out')
 		FROM holds WHERE flight_id = $1`, f).Scan(&held, &rejected, &soldOut))
-	if held != 100 || rejected != 200 || soldOut != 200 {
-		t.Fatalf("held %d, rejected %d (%d sold out); want 100 and 200 (200)", held, rejected, soldOut)
-	}
-	var replies, replied, heldReplies, txs int
-	testenv.Fatal(t, "count replies", r.pool.QueryRow(ctx, `
+		if held != 100 || rejected != 200 || soldOut != 200 {
+			t.Fatalf("held %d, rejected %d (%d sold out); want 100 and 200 (200)", held, rejected, soldOut)
+		}
+		var replies, replied, heldReplies, txs int
+		testenv.Fatal(t, "count replies", r.db.QueryRowContext(ctx, `
 		SELECT count(*), count(DISTINCT aggregate_id), count(*) FILTER (WHERE subject LIKE '%.seats-held'),
 		       count(DISTINCT created_at)
 		FROM outbox`).Scan(&replies, &replied, &heldReplies, &txs))
-	if replies != bookings || replied != bookings || heldReplies != 100 {
-		t.Fatalf("%d replies for %d bookings, %d of them held; want one per booking, 100 held", replies, replied, heldReplies)
-	}
-	// now() is the transaction's start, so distinct timestamps count the transactions that
-	// wrote replies: fewer than the bookings means holds were decided together.
-	t.Logf("%d bookings decided in %d transactions", bookings, txs)
-	if txs >= bookings {
-		t.Fatalf("%d transactions for %d bookings: nothing was batched", txs, bookings)
-	}
-	_, claims, _ := r.written(t)
-	if claims != bookings {
-		t.Fatalf("%d inbox entries, want %d", claims, bookings)
-	}
-	r.audit(t, f)
+		if replies != bookings || replied != bookings || heldReplies != 100 {
+			t.Fatalf("%d replies for %d bookings, %d of them held; want one per booking, 100 held", replies, replied, heldReplies)
+		}
+		// now() is the transaction's start, so distinct timestamps count the transactions that
+		// wrote replies: fewer than the bookings means holds were decided together.
+		t.Logf("%d bookings decided in %d transactions", bookings, txs)
+		if txs >= bookings {
+			t.Fatalf("%d transactions for %d bookings: nothing was batched", txs, bookings)
+		}
+		_, claims, _ := r.written(t)
+		if claims != bookings {
+			t.Fatalf("%d inbox entries, want %d", claims, bookings)
+		}
+		r.audit(t, f)
+	})
 }
 
 // TestHoldBatchFailureWritesNothing: when a batch's transaction fails after it has claimed the
@@ -150,142 +148,140 @@ func TestHoldBatchesOnAHotFlight(t *testing.T) {
 // seat counts of the whole batch are rolled back. A batch that repeats a message, and a batch
 // of redeliveries, change nothing twice.
 func TestHoldBatchFailureWritesNothing(t *testing.T) {
-	t.Parallel()
-	r := start(t)
-	f := r.seedFlight(t, 10)
-	ctx := context.Background()
-	var ds []consumer.Delivery
-	for range 5 {
-		ds = append(ds, r.holdDelivery(t, f))
-	}
-	_, err := r.pool.Exec(ctx, `ALTER TABLE outbox ADD CONSTRAINT refuse_all CHECK (false) NOT VALID`)
-	testenv.Fatal(t, "break outbox", err)
-	err = r.handlers.HoldTogether(ctx, ds)
-	if pgErr := (*pgconn.PgError)(nil); !errors.As(err, &pgErr) || pgErr.ConstraintName != "refuse_all" {
-		t.Fatalf("batch with the outbox refusing: %v, want the outbox's refusal", err)
-	}
-	if holds, claims, replies := r.written(t); holds+claims+replies != 0 {
-		t.Fatalf("failed batch left %d holds, %d claims, %d replies", holds, claims, replies)
-	}
-	if c, err := postgres.NewInventory(r.pool).SeatCounts(ctx, f); err != nil || c.Available != 10 {
-		t.Fatalf("failed batch left seats %+v (%v), want 10 available", c, err)
-	}
+	forEachBackend(t, func(t *testing.T, r *rig) {
+		f := r.seedFlight(t, 10)
+		ctx := context.Background()
+		var ds []consumer.Delivery
+		for range 5 {
+			ds = append(ds, r.holdDelivery(t, f))
+		}
+		_, err := r.db.ExecContext(ctx, r.backend.breakOutbox)
+		testenv.Fatal(t, "break outbox", err)
+		err = r.handlers.HoldTogether(ctx, ds)
+		if err == nil || !strings.Contains(err.Error(), "refuse_all") {
+			t.Fatalf("batch with the outbox refusing: %v, want the outbox's refusal", err)
+		}
+		if holds, claims, replies := r.written(t); holds+claims+replies != 0 {
+			t.Fatalf("failed batch left %d holds, %d claims, %d replies", holds, claims, replies)
+		}
+		if c, err := r.inv.SeatCounts(ctx, f); err != nil || c.Available != 10 {
+			t.Fatalf("failed batch left seats %+v (%v), want 10 available", c, err)
+		}
 
-	_, err = r.pool.Exec(ctx, `ALTER TABLE outbox DROP CONSTRAINT refuse_all`)
-	testenv.Fatal(t, "mend outbox", err)
-	testenv.Fatal(t, "batch with repeats", r.handlers.HoldTogether(ctx, append(slices.Clone(ds), ds[0], ds[3])))
-	if holds, claims, replies := r.written(t); holds != 5 || claims != 5 || replies != 5 {
-		t.Fatalf("batch of 5 (2 repeated) wrote %d holds, %d claims, %d replies; want 5 each", holds, claims, replies)
-	}
-	testenv.Fatal(t, "batch of redeliveries", r.handlers.HoldTogether(ctx, ds))
-	if holds, claims, replies := r.written(t); holds != 5 || claims != 5 || replies != 5 {
-		t.Fatalf("redelivered batch: %d holds, %d claims, %d replies; want 5 each", holds, claims, replies)
-	}
-	r.audit(t, f)
+		_, err = r.db.ExecContext(ctx, r.backend.mendOutbox)
+		testenv.Fatal(t, "mend outbox", err)
+		testenv.Fatal(t, "batch with repeats", r.handlers.HoldTogether(ctx, append(slices.Clone(ds), ds[0], ds[3])))
+		if holds, claims, replies := r.written(t); holds != 5 || claims != 5 || replies != 5 {
+			t.Fatalf("batch of 5 (2 repeated) wrote %d holds, %d claims, %d replies; want 5 each", holds, claims, replies)
+		}
+		testenv.Fatal(t, "batch of redeliveries", r.handlers.HoldTogether(ctx, ds))
+		if holds, claims, replies := r.written(t); holds != 5 || claims != 5 || replies != 5 {
+			t.Fatalf("redelivered batch: %d holds, %d claims, %d replies; want 5 each", holds, claims, replies)
+		}
+		r.audit(t, f)
+	})
 }
 
 // TestHoldBatchFailsForEveryCaller: when the database refuses every batch's writes (here, the
 // outbox refuses rows), every caller of the batch gets an error, so every message is
 // redelivered, and nothing is written; the redeliveries, once the fault is gone, hold.
 func TestHoldBatchFailsForEveryCaller(t *testing.T) {
-	t.Parallel()
-	r := start(t)
-	f := r.seedFlight(t, 10)
-	ctx := context.Background()
-	_, err := r.pool.Exec(ctx, `ALTER TABLE outbox ADD CONSTRAINT refuse_all CHECK (false) NOT VALID`)
-	testenv.Fatal(t, "break outbox", err)
+	forEachBackend(t, func(t *testing.T, r *rig) {
+		f := r.seedFlight(t, 10)
+		ctx := context.Background()
+		_, err := r.db.ExecContext(ctx, r.backend.breakOutbox)
+		testenv.Fatal(t, "break outbox", err)
 
-	var ds []consumer.Delivery
-	for range 6 {
-		ds = append(ds, r.holdDelivery(t, f))
-	}
-	errs, opening := r.lineUp(t, f, ds)
-	for i, err := range append([]error{opening}, errs...) {
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.ConstraintName != "refuse_all" {
-			t.Errorf("hold %d: %v, want the outbox's refusal", i, err)
+		var ds []consumer.Delivery
+		for range 6 {
+			ds = append(ds, r.holdDelivery(t, f))
 		}
-	}
-	if holds, claims, replies := r.written(t); holds+claims+replies != 0 {
-		t.Fatalf("failed batch left %d holds, %d claims, %d replies", holds, claims, replies)
-	}
-	r.audit(t, f)
+		errs, opening := r.lineUp(t, f, ds)
+		for i, err := range append([]error{opening}, errs...) {
+			if err == nil || !strings.Contains(err.Error(), "refuse_all") {
+				t.Errorf("hold %d: %v, want the outbox's refusal", i, err)
+			}
+		}
+		if holds, claims, replies := r.written(t); holds+claims+replies != 0 {
+			t.Fatalf("failed batch left %d holds, %d claims, %d replies", holds, claims, replies)
+		}
+		r.audit(t, f)
 
-	_, err = r.pool.Exec(ctx, `ALTER TABLE outbox DROP CONSTRAINT refuse_all`)
-	testenv.Fatal(t, "mend outbox", err)
-	for _, d := range ds {
-		d.Attempt = 2
-		testenv.Fatal(t, "redelivery", consumer.Invoke(ctx, r.handlers.Hold, d))
-	}
-	if holds, claims, replies := r.written(t); holds != 6 || claims != 6 || replies != 6 {
-		t.Fatalf("redeliveries wrote %d holds, %d claims, %d replies; want 6 each", holds, claims, replies)
-	}
-	r.audit(t, f)
+		_, err = r.db.ExecContext(ctx, r.backend.mendOutbox)
+		testenv.Fatal(t, "mend outbox", err)
+		for _, d := range ds {
+			d.Attempt = 2
+			testenv.Fatal(t, "redelivery", consumer.Invoke(ctx, r.handlers.Hold, d))
+		}
+		if holds, claims, replies := r.written(t); holds != 6 || claims != 6 || replies != 6 {
+			t.Fatalf("redeliveries wrote %d holds, %d claims, %d replies; want 6 each", holds, claims, replies)
+		}
+		r.audit(t, f)
+	})
 }
 
 // TestHoldBatchIsolatesABadMessage: a message that fails a batch fails alone; the others of
 // its batch are held when they retry on their own.
 func TestHoldBatchIsolatesABadMessage(t *testing.T) {
-	t.Parallel()
-	r := start(t)
-	f := r.seedFlight(t, 10)
-	var ds []consumer.Delivery
-	for range 5 {
-		ds = append(ds, r.holdDelivery(t, f))
-	}
-	bad := r.holdDelivery(t, f)
-	bad.ID = strings.Repeat("z", 300)
-	ds = append(ds[:2], append([]consumer.Delivery{bad}, ds[2:]...)...)
-
-	errs, opening := r.lineUp(t, f, ds)
-	testenv.Fatal(t, "opening hold", opening)
-	for i, err := range errs {
-		switch {
-		case ds[i].ID == bad.ID && !errors.Is(err, inbox.ErrInvalid):
-			t.Errorf("bad message: %v, want inbox.ErrInvalid", err)
-		case ds[i].ID != bad.ID && err != nil:
-			t.Errorf("hold %d failed with the bad message: %v", i, err)
+	forEachBackend(t, func(t *testing.T, r *rig) {
+		f := r.seedFlight(t, 10)
+		var ds []consumer.Delivery
+		for range 5 {
+			ds = append(ds, r.holdDelivery(t, f))
 		}
-	}
-	if holds, claims, replies := r.written(t); holds != 6 || claims != 6 || replies != 6 {
-		t.Fatalf("wrote %d holds, %d claims, %d replies; want 6 each (the opening hold and 5)", holds, claims, replies)
-	}
-	r.audit(t, f)
+		bad := r.holdDelivery(t, f)
+		bad.ID = strings.Repeat("z", 300)
+		ds = append(ds[:2], append([]consumer.Delivery{bad}, ds[2:]...)...)
+
+		errs, opening := r.lineUp(t, f, ds)
+		testenv.Fatal(t, "opening hold", opening)
+		for i, err := range errs {
+			switch {
+			case ds[i].ID == bad.ID && !errors.Is(err, inbox.ErrInvalid):
+				t.Errorf("bad message: %v, want inbox.ErrInvalid", err)
+			case ds[i].ID != bad.ID && err != nil:
+				t.Errorf("hold %d failed with the bad message: %v", i, err)
+			}
+		}
+		if holds, claims, replies := r.written(t); holds != 6 || claims != 6 || replies != 6 {
+			t.Fatalf("wrote %d holds, %d claims, %d replies; want 6 each (the opening hold and 5)", holds, claims, replies)
+		}
+		r.audit(t, f)
+	})
 }
 
 // TestHoldWaitingCallerCancelled: a caller whose context ends while its hold waits for the
 // next batch returns at once, and its hold leaves the queue and is never decided.
 func TestHoldWaitingCallerCancelled(t *testing.T) {
-	t.Parallel()
-	r := start(t)
-	f := r.seedFlight(t, 10)
-	ctx := context.Background()
-	gate, err := r.pool.Begin(ctx)
-	testenv.Fatal(t, "begin gate", err)
-	defer gate.Rollback(ctx) //nolint:errcheck // only for a failed test
-	_, err = gate.Exec(ctx, `SELECT 1 FROM flights WHERE id = $1 FOR UPDATE`, f)
-	testenv.Fatal(t, "lock flight", err)
+	forEachBackend(t, func(t *testing.T, r *rig) {
+		f := r.seedFlight(t, 10)
+		ctx := context.Background()
+		gate, err := r.db.BeginTx(ctx, nil)
+		testenv.Fatal(t, "begin gate", err)
+		defer gate.Rollback() //nolint:errcheck // only for a failed test
+		testenv.Fatal(t, "lock flight", r.backend.lock(ctx, gate, f))
 
-	opened := make(chan error, 1)
-	go func() { opened <- r.handlers.Hold(ctx, r.holdDelivery(t, f)) }()
-	require.Eventually(t, func() bool { q, busy := r.handlers.Pending(f); return busy && q == 0 }, 10*time.Second, time.Millisecond)
+		opened := make(chan error, 1)
+		go func() { opened <- r.handlers.Hold(ctx, r.holdDelivery(t, f)) }()
+		require.Eventually(t, func() bool { q, busy := r.handlers.Pending(f); return busy && q == 0 }, 10*time.Second, time.Millisecond)
 
-	waiting, cancel := context.WithCancel(ctx)
-	got := make(chan error, 1)
-	go func() { got <- r.handlers.Hold(waiting, r.holdDelivery(t, f)) }()
-	require.Eventually(t, func() bool { q, _ := r.handlers.Pending(f); return q == 1 }, 10*time.Second, time.Millisecond)
-	cancel()
-	if err := <-got; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled waiting hold: %v, want context.Canceled", err)
-	}
-	if q, _ := r.handlers.Pending(f); q != 0 {
-		t.Fatalf("%d holds still queued after the caller gave up", q)
-	}
-	testenv.Fatal(t, "release flight", gate.Rollback(ctx))
-	testenv.Fatal(t, "opening hold", <-opened)
-	if holds, claims, replies := r.written(t); holds != 1 || claims != 1 || replies != 1 {
-		t.Fatalf("wrote %d holds, %d claims, %d replies; want only the opening hold's", holds, claims, replies)
-	}
+		waiting, cancel := context.WithCancel(ctx)
+		got := make(chan error, 1)
+		go func() { got <- r.handlers.Hold(waiting, r.holdDelivery(t, f)) }()
+		require.Eventually(t, func() bool { q, _ := r.handlers.Pending(f); return q == 1 }, 10*time.Second, time.Millisecond)
+		cancel()
+		if err := <-got; !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled waiting hold: %v, want context.Canceled", err)
+		}
+		if q, _ := r.handlers.Pending(f); q != 0 {
+			t.Fatalf("%d holds still queued after the caller gave up", q)
+		}
+		testenv.Fatal(t, "release flight", gate.Rollback())
+		testenv.Fatal(t, "opening hold", <-opened)
+		if holds, claims, replies := r.written(t); holds != 1 || claims != 1 || replies != 1 {
+			t.Fatalf("wrote %d holds, %d claims, %d replies; want only the opening hold's", holds, claims, replies)
+		}
+	})
 }
 
 // benchCallers is how many handler calls run at once in BenchmarkHoldHandler: a router (or
@@ -302,11 +298,13 @@ func BenchmarkHoldHandler(b *testing.B) {
 	// 20 connections, as in the postgres package's benchmarks: enough for one-at-a-time to
 	// keep the flight row's lock queue full.
 	pool := database(b, 20)
+	defer pool.Close()
+	cat := postgres.NewCatalog(pool)
 	topo := events.Topology{Namespace: "bench", Source: "flightbook/booking"}
-	h := messaging.New(pool, postgres.NewInventory(pool), events.Topology{Namespace: "bench", Source: "flightbook/flight"}, nil, discard)
+	h := messaging.New(postgres.NewInventory(pool), events.Topology{Namespace: "bench", Source: "flightbook/flight"}, nil, discard)
 
 	run := func(b *testing.B, unit string, op func(ctx context.Context, flightID int64, d consumer.Delivery) error) {
-		f := seedFlight(b, pool, 50_000_000) // more seats than any run holds: every hold is granted
+		f := seedFlight(b, cat, 50_000_000) // more seats than any run holds: every hold is granted
 		ds := make([]consumer.Delivery, b.N)
 		for i := range ds {
 			ds[i] = delivery(b, topo, events.SeatHoldRequested{BookingID: uuid.NewString(), FlightID: f, UserID: "u1", Seats: 1})

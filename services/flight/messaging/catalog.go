@@ -4,25 +4,24 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/flightbook/flightbook/events"
 	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/flight"
-	"github.com/flightbook/flightbook/services/flight/postgres"
 )
 
 // Announce returns the catalogue's Announce hook: a scheduled flight becomes FlightScheduled
 // and a cancelled one FlightCancelled in the flight outbox, in the transaction that changed
 // it. The booking service keeps its copy of the catalogue from these, to refuse a booking
 // for a flight that does not exist without asking the flight service.
-func Announce(topo events.Topology) postgres.Announce {
-	return func(ctx context.Context, tx pgx.Tx, f flight.Flight) error {
+//
+// Its type is that of postgres.Announce and sqlite.Announce, unnamed so that it fits both.
+func Announce(topo events.Topology) func(context.Context, flight.Flight) (outbox.Message, error) {
+	return func(_ context.Context, f flight.Flight) (outbox.Message, error) {
 		m, err := topo.Encode(CatalogEvent(f))
 		if err != nil {
-			return fmt.Errorf("flight %d: encode catalogue event: %w", f.ID, err)
+			return outbox.Message{}, fmt.Errorf("flight %d: encode catalogue event: %w", f.ID, err)
 		}
-		return outbox.AddPostgres(ctx, tx, outbox.Message(m))
+		return outbox.Message(m), nil
 	}
 }
 

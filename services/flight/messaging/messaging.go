@@ -1,6 +1,7 @@
 // Package messaging holds the flight service's saga handlers: it consumes the booking
 // service's seat commands, runs the inventory operation, and writes the reply to the flight
-// outbox, all in one PostgreSQL transaction.
+// outbox, all in one database transaction. The storage adapters (postgres, sqlite) provide
+// that transaction as a Tx.
 //
 // Doing the three in one transaction is what makes the handlers safe under redelivery and
 // replay: either the seats changed, the reply is queued and the message id is in the inbox, or
@@ -13,15 +14,10 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
-	"github.com/flightbook/flightbook/inbox"
 	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/flight"
-	"github.com/flightbook/flightbook/services/flight/postgres"
 )
 
 // Route names; with the service name they form the durable and the DLQ subject.
@@ -31,22 +27,54 @@ const (
 	RouteConfirm = "seats-confirm"
 )
 
+// Tx is what a handler does inside one transaction of the flight database: claim the message
+// ids in the inbox, change the seats, and queue the replies in the outbox. Whatever it did is
+// committed together or not at all.
+type Tx interface {
+	// Claim records that consumer processed msgID and reports whether this was the first
+	// time; inbox.ErrInvalid for an id the inbox refuses.
+	Claim(ctx context.Context, consumer, msgID string) (bool, error)
+	// ClaimAll is Claim for many ids; an id that appears twice is first only at its first
+	// appearance.
+	ClaimAll(ctx context.Context, consumer string, msgIDs []string) ([]bool, error)
+	// Hold, HoldBatch, Release and Confirm are flight.Inventory's operations in this
+	// transaction.
+	Hold(ctx context.Context, req flight.HoldRequest) (flight.Hold, error)
+	HoldBatch(ctx context.Context, reqs []flight.HoldRequest) ([]flight.Hold, error)
+	Release(ctx context.Context, bookingID string, flightID int64) (flight.Hold, error)
+	Confirm(ctx context.Context, bookingID string) (flight.Hold, error)
+	// Queue adds messages to the outbox.
+	Queue(ctx context.Context, msgs ...outbox.Message) error
+}
+
+// Store runs saga transactions: InTx runs fn in one transaction, commits when it returns nil,
+// rolls back otherwise, and may run it again after a failure the database says is transient
+// (so fn must do nothing outside the transaction). T is the adapter's transaction type,
+// postgres.InventoryTx or sqlite.InventoryTx; New infers it.
+type Store[T Tx] interface {
+	InTx(ctx context.Context, fn func(T) error) error
+}
+
 // Handlers consumes SeatHoldRequested, SeatReleaseRequested and SeatsConfirmRequested.
 type Handlers struct {
-	pool   *pgxpool.Pool
-	inv    *postgres.Inventory
+	inTx   func(ctx context.Context, fn func(Tx) error) error
 	topo   events.Topology
 	notify func() // wakes the outbox relay after a commit
 	log    *slog.Logger
 	holds  *holdBatcher
 }
 
-// New returns the flight saga handlers. notify is called after each commit that queued a reply.
-func New(pool *pgxpool.Pool, inv *postgres.Inventory, topo events.Topology, notify func(), log *slog.Logger) *Handlers {
+// New returns the flight saga handlers over store, for example postgres.NewInventory(pool) or
+// sqlite.NewInventory(db). notify is called after each commit that queued a reply. store may
+// be nil for handlers that are only looked up by route name and never run.
+func New[T Tx](store Store[T], topo events.Topology, notify func(), log *slog.Logger) *Handlers {
 	if notify == nil {
 		notify = func() {}
 	}
-	h := &Handlers{pool: pool, inv: inv, topo: topo, notify: notify, log: log}
+	h := &Handlers{topo: topo, notify: notify, log: log}
+	h.inTx = func(ctx context.Context, fn func(Tx) error) error {
+		return store.InTx(ctx, func(tx T) error { return fn(tx) })
+	}
 	h.holds = newHoldBatcher(maxHoldBatch, h.holdBatch)
 	return h
 }
@@ -84,10 +112,10 @@ func decode[E events.Event](d consumer.Delivery) (E, error) {
 
 // handle runs fn in a transaction guarded by the inbox, queues the events fn returns in the
 // outbox, commits, and wakes the relay.
-func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery, fn func(tx pgx.Tx) ([]events.Event, error)) error {
+func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery, fn func(tx Tx) ([]events.Event, error)) error {
 	queued := false
-	err := postgres.InTx(ctx, h.pool, func(tx pgx.Tx) error {
-		first, err := inbox.ClaimPostgres(ctx, tx, events.ServiceFlight+"."+route, d.ID)
+	err := h.inTx(ctx, func(tx Tx) error {
+		first, err := tx.Claim(ctx, events.ServiceFlight+"."+route, d.ID)
 		if err != nil {
 			return err
 		}
@@ -106,7 +134,7 @@ func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery
 			}
 			msgs = append(msgs, outbox.Message(m))
 		}
-		if err := outbox.AddPostgres(ctx, tx, msgs...); err != nil {
+		if err := tx.Queue(ctx, msgs...); err != nil {
 			return err
 		}
 		queued = len(msgs) > 0
@@ -135,8 +163,8 @@ func (h *Handlers) Hold(ctx context.Context, d consumer.Delivery) error {
 // holdOne decides one hold in its own transaction.
 func (h *Handlers) holdOne(ctx context.Context, d consumer.Delivery, ev events.SeatHoldRequested) error {
 	var res flight.Hold
-	err := h.handle(ctx, RouteHold, d, func(tx pgx.Tx) (_ []events.Event, err error) {
-		res, err = h.inv.HoldTx(ctx, tx, flight.HoldRequest{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: ev.Seats})
+	err := h.handle(ctx, RouteHold, d, func(tx Tx) (_ []events.Event, err error) {
+		res, err = tx.Hold(ctx, flight.HoldRequest{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: ev.Seats})
 		if err != nil {
 			return nil, err
 		}
@@ -178,8 +206,8 @@ func (h *Handlers) Release(ctx context.Context, d consumer.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return h.handle(ctx, RouteRelease, d, func(tx pgx.Tx) ([]events.Event, error) {
-		res, err := h.inv.ReleaseTx(ctx, tx, ev.BookingID, ev.FlightID)
+	return h.handle(ctx, RouteRelease, d, func(tx Tx) ([]events.Event, error) {
+		res, err := tx.Release(ctx, ev.BookingID, ev.FlightID)
 		if err != nil {
 			return nil, err
 		}
@@ -194,8 +222,8 @@ func (h *Handlers) Confirm(ctx context.Context, d consumer.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return h.handle(ctx, RouteConfirm, d, func(tx pgx.Tx) ([]events.Event, error) {
-		res, err := h.inv.ConfirmTx(ctx, tx, ev.BookingID)
+	return h.handle(ctx, RouteConfirm, d, func(tx Tx) ([]events.Event, error) {
+		res, err := tx.Confirm(ctx, ev.BookingID)
 		if errors.Is(err, flight.ErrHoldReleased) {
 			// The booking was cancelled after paying and its release got here first.
 			h.log.Info("confirm after release ignored", "booking_id", ev.BookingID, "flight_id", ev.FlightID)

@@ -8,13 +8,16 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/flight"
 )
 
-// Announce queues a catalogue event for f, the flight as it now stands, inside tx, the
-// transaction that changed it, so the event is published if and only if the change commits.
-// The service wires it to the outbox; nil (the default) announces nothing.
-type Announce func(ctx context.Context, tx pgx.Tx, f flight.Flight) error
+// Announce returns the catalogue event that states f, the flight as it now stands. The
+// catalogue adds it to the outbox inside the transaction that changed f, so the event is
+// published if and only if the change commits. The hook only says what to announce, not how
+// to store it, so one hook (messaging.Announce) serves this package and package sqlite
+// alike; nil (the default) announces nothing.
+type Announce func(ctx context.Context, f flight.Flight) (outbox.Message, error)
 
 // WithAnnounce returns a copy of c that announces every flight it creates, reschedules or
 // cancels with a.
@@ -30,7 +33,11 @@ func (c *Catalog) announced(ctx context.Context, tx pgx.Tx, f flight.Flight) err
 	if c.announce == nil {
 		return nil
 	}
-	if err := c.announce(ctx, tx, f); err != nil {
+	m, err := c.announce(ctx, f)
+	if err != nil {
+		return fmt.Errorf("flight %d: announce: %w", f.ID, err)
+	}
+	if err := outbox.AddPostgres(ctx, tx, m); err != nil {
 		return fmt.Errorf("flight %d: announce: %w", f.ID, err)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE flights SET announced_at = now() WHERE id = $1`, f.ID); err != nil {

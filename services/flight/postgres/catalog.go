@@ -10,6 +10,12 @@ import (
 	"github.com/flightbook/flightbook/services/flight"
 )
 
+// The adapters implement the domain's ports.
+var (
+	_ flight.Catalog   = (*Catalog)(nil)
+	_ flight.Inventory = (*Inventory)(nil)
+)
+
 // Catalog stores cities, airports, airplanes and flights.
 type Catalog struct {
 	pool     *pgxpool.Pool

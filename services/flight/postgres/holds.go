@@ -10,18 +10,11 @@ import (
 	"github.com/flightbook/flightbook/services/flight"
 )
 
-// HoldsQuery selects a page of holds for reconciliation.
-type HoldsQuery struct {
-	FlightID int64  // 0 for every flight
-	After    string // cursor: only holds of bookings with an id above this one
-	Limit    int
-}
-
 // HoldsPage returns up to q.Limit holds in booking id order, and the cursor of the next page
 // ("" on the last page). Keyset paging on the booking id (the primary key) keeps every page
 // as cheap as the first, however many holds a flight has, and a hold recorded while an
 // operator pages through is either on a later page or missed, never seen twice.
-func (inv *Inventory) HoldsPage(ctx context.Context, q HoldsQuery) ([]flight.Hold, string, error) {
+func (inv *Inventory) HoldsPage(ctx context.Context, q flight.HoldsQuery) ([]flight.Hold, string, error) {
 	where, args := ` WHERE true`, []any{}
 	if q.FlightID != 0 {
 		args = append(args, q.FlightID)
@@ -51,7 +44,3 @@ func (inv *Inventory) HoldsPage(ctx context.Context, q HoldsQuery) ([]flight.Hol
 	}
 	return hs, next, nil
 }
-
-// Inventory returns the seat inventory in the catalogue's database, for the admin routes that
-// are registered with the catalogue.
-func (c *Catalog) Inventory() *Inventory { return NewInventory(c.pool) }
