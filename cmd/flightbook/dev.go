@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -18,22 +19,21 @@ import (
 	"github.com/flightbook/flightbook/config"
 	"github.com/flightbook/flightbook/events"
 	"github.com/flightbook/flightbook/services/flight"
-	"github.com/flightbook/flightbook/services/flight/messaging"
-	"github.com/flightbook/flightbook/services/flight/postgres"
 )
 
-// runDev runs the system in one process with an embedded JetStream server, so that trying
-// flightbook needs nothing but Go and the databases. Settings are the same variables the
-// services read; FLIGHTBOOK_NATS_URL, when set, uses that server instead of the embedded one.
+// runDev runs the system in one process with an embedded JetStream server and SQLite files,
+// so that trying flightbook needs nothing but Go. Settings are the same variables the services
+// read; FLIGHTBOOK_POSTGRES_URL, FLIGHTBOOK_MYSQL_DSN and FLIGHTBOOK_NATS_URL, when set, use
+// that server instead.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg flightConfig
 	var bcfg bookingConfig
 	var dcfg debugConfig
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data", "data", "directory for the embedded NATS server's JetStream store")
+	dataDir := fs.String("data", "data", "directory for the services' SQLite files and the embedded NATS server's JetStream store")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: flightbook dev [--data DIR]\n\nRuns the flight and booking services with an embedded NATS JetStream server, seeding a demo catalogue on first start.\nSettings (environment):")
+		fmt.Fprintln(stderr, "usage: flightbook dev [--data DIR]\n\nRuns the flight and booking services with an embedded NATS JetStream server and SQLite files under DIR (FLIGHTBOOK_POSTGRES_URL, FLIGHTBOOK_MYSQL_DSN or FLIGHTBOOK_NATS_URL point a part at a real server instead), seeding a demo catalogue on first start.\nSettings (environment):")
 		_ = config.Usage(stderr, &cfg)
 		_ = config.Usage(stderr, &bcfg)
 		_ = config.Usage(stderr, &dcfg)
@@ -60,6 +60,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// data directory, so trying flightbook needs nothing but Go.
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		return fmt.Errorf("dev: data directory: %w", err)
+	}
+	if os.Getenv("FLIGHTBOOK_POSTGRES_URL") == "" && cfg.SQLitePath == "" {
+		cfg.SQLitePath = filepath.Join(*dataDir, "flight.db")
 	}
 	if os.Getenv("FLIGHTBOOK_MYSQL_DSN") == "" && bcfg.SQLitePath == "" {
 		bcfg.SQLitePath = filepath.Join(*dataDir, "booking.db")
@@ -100,15 +103,19 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // seedDemo fills an empty catalogue with a few cities, airports, an airplane and flights over
 // the next weeks, then prints where everything is and tokens to try it with.
 func seedDemo(ctx context.Context, cfg flightConfig, addr, bookingAddr string, stdout io.Writer, log *slog.Logger) error {
-	// postgres.Open migrates; the service may be migrating at the same moment, which goose's
-	// lock makes safe.
-	pool, err := postgres.Open(ctx, cfg.PostgresURL, 2, log)
+	// Wait until the flight service is ready, so its migrations are done: SQLite has no
+	// migration lock to make two openers of a new file safe.
+	if err := awaitReady(ctx, "http://"+addr+"/readyz"); err != nil {
+		return err
+	}
+	cfg.PostgresMax = 2
+	db, err := openFlightDB(ctx, cfg, events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/flight"}, log)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer db.close()
 	// The demo flights are announced like any other, so the booking service knows them.
-	cat := postgres.NewCatalog(pool).WithAnnounce(messaging.Announce(events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/flight"}))
+	cat := db.catalog
 	cities, err := cat.Cities(ctx)
 	if err != nil {
 		return err
@@ -140,6 +147,28 @@ flightbook is running (Ctrl-C stops it).
   curl -s -X POST http://127.0.0.1:%[4]s/api/v1/bookings -H "Authorization: Bearer $TOKEN" -H 'Prefer: wait=5' -d '{"flight_id":1,"seats":2}'
 `, port, admin, customer, bport)
 	return nil
+}
+
+// awaitReady polls url until it answers 200 or ctx ends.
+func awaitReady(ctx context.Context, url string) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func seedCatalog(ctx context.Context, cat flight.Catalog) error {

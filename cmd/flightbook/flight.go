@@ -10,6 +10,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flightbook/flightbook/auth"
@@ -17,9 +18,11 @@ import (
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
 	"github.com/flightbook/flightbook/outbox"
+	"github.com/flightbook/flightbook/services/flight"
 	"github.com/flightbook/flightbook/services/flight/api"
 	"github.com/flightbook/flightbook/services/flight/messaging"
 	"github.com/flightbook/flightbook/services/flight/postgres"
+	flightsqlite "github.com/flightbook/flightbook/services/flight/sqlite"
 	"github.com/flightbook/flightbook/web"
 )
 
@@ -28,6 +31,7 @@ type flightConfig struct {
 	HTTPAddr    string `envconfig:"FLIGHT_HTTP_ADDR" default:":8081" desc:"address the flight service's HTTP API listens on"`
 	PostgresURL string `envconfig:"POSTGRES_URL" default:"postgres://postgres@127.0.0.1:5432/flightbook?sslmode=disable" desc:"flight service database (created if missing)"`
 	PostgresMax int32  `envconfig:"POSTGRES_MAX_CONNS" default:"20" desc:"maximum connections in the flight service's pool"`
+	SQLitePath  string `envconfig:"FLIGHT_SQLITE" desc:"path of a SQLite file to keep the flight service's data in instead of PostgreSQL (created if missing; one replica only); flightbook dev uses DIR/flight.db unless FLIGHTBOOK_POSTGRES_URL is set"`
 	LogLevel    string `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	// AnnounceInterval is how often open flights are announced again; each is re-announced
 	// once half the FLIGHT stream's max age has passed since its last announcement.
@@ -62,6 +66,62 @@ func runFlight(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return serveFlight(ctx, cfg, nil, log)
 }
 
+// flightCatalog is the catalogue as the service runs it: the store, its health check and
+// the announcer that keeps every open flight in the FLIGHT stream.
+type flightCatalog interface {
+	flight.Catalog
+	Ping(ctx context.Context) error
+	RunAnnouncer(ctx context.Context, interval, olderThan time.Duration, log *slog.Logger) error
+}
+
+// flightDB is the flight service's database: PostgreSQL, or a SQLite file when
+// FLIGHTBOOK_FLIGHT_SQLITE is set (dev mode; one replica, since SQLite is one machine's file).
+type flightDB struct {
+	name      string // the /readyz check's name
+	close     func()
+	catalog   flightCatalog // announces every change through the outbox
+	inventory flight.Inventory
+	handlers  func(notify func(), log *slog.Logger) *messaging.Handlers
+	relay     func(js jetstream.JetStream, cfg outbox.RelayConfig, log *slog.Logger) *outbox.Relay
+}
+
+// openFlightDB opens and migrates the flight database and builds its stores.
+func openFlightDB(ctx context.Context, cfg flightConfig, topo events.Topology, log *slog.Logger) (flightDB, error) {
+	announce := messaging.Announce(topo)
+	if cfg.SQLitePath != "" {
+		db, err := flightsqlite.Open(ctx, cfg.SQLitePath, log)
+		if err != nil {
+			return flightDB{}, err
+		}
+		inv := flightsqlite.NewInventory(db)
+		return flightDB{
+			name: "sqlite", close: func() { _ = db.Close() },
+			catalog: flightsqlite.NewCatalog(db).WithAnnounce(announce), inventory: inv,
+			handlers: func(notify func(), log *slog.Logger) *messaging.Handlers {
+				return messaging.New(inv, topo, notify, log)
+			},
+			relay: func(js jetstream.JetStream, c outbox.RelayConfig, l *slog.Logger) *outbox.Relay {
+				return outbox.NewSQLiteRelay(db, js, c, l)
+			},
+		}, nil
+	}
+	pool, err := postgres.Open(ctx, cfg.PostgresURL, cfg.PostgresMax, log)
+	if err != nil {
+		return flightDB{}, err
+	}
+	inv := postgres.NewInventory(pool)
+	return flightDB{
+		name: "postgres", close: pool.Close,
+		catalog: postgres.NewCatalog(pool).WithAnnounce(announce), inventory: inv,
+		handlers: func(notify func(), log *slog.Logger) *messaging.Handlers {
+			return messaging.New(inv, topo, notify, log)
+		},
+		relay: func(js jetstream.JetStream, c outbox.RelayConfig, l *slog.Logger) *outbox.Relay {
+			return outbox.NewPostgresRelay(pool, js, c, l)
+		},
+	}, nil
+}
+
 // serveFlight runs the flight service until ctx ends. ln, when not nil, is the listener to
 // serve on (tests and the dev mode pick free ports).
 func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *slog.Logger) error {
@@ -69,18 +129,18 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 	if err != nil {
 		return err
 	}
-	pool, err := postgres.Open(ctx, cfg.PostgresURL, cfg.PostgresMax, log)
+	topo := events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/flight"}
+	db, err := openFlightDB(ctx, cfg, topo, log)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer db.close()
 
 	nc, js, err := connectNATS(ctx, cfg.NATS.URL, "flightbook-flight", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	topo := events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/flight"}
 	if err := events.EnsureStreams(ctx, js, topo, cfg.Streams); err != nil {
 		return err
 	}
@@ -91,14 +151,12 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 		return err
 	}
 	log = log.With("service", events.ServiceFlight)
-	relay := outbox.NewPostgresRelay(pool, js, cfg.Outbox, log)
-	inv := postgres.NewInventory(pool)
-	messaging.New(inv, topo, relay.Notify, log).Register(router)
-
-	catalog := postgres.NewCatalog(pool).WithAnnounce(messaging.Announce(topo))
+	relay := db.relay(js, cfg.Outbox, log)
+	db.handlers(relay.Notify, log).Register(router)
+	catalog, inv := db.catalog, db.inventory
 	engine := web.NewEngine(log)
 	web.HealthWithDetail(engine, messagingStatus(js, relay, router, topo, events.ServiceFlight, nil),
-		web.Check{Name: "postgres", Check: catalog.Ping},
+		web.Check{Name: db.name, Check: catalog.Ping},
 		web.Check{Name: "nats", Check: natsReady(nc)},
 		web.Check{Name: "consumers", Check: router.Ready},
 	)
