@@ -86,7 +86,7 @@ var backends = []backend{
 	},
 	{
 		name: "sqlite",
-		open: func(t testing.TB, _ jetstream.JetStream, _ string, topo events.Topology) opened {
+		open: func(t testing.TB, js jetstream.JetStream, ns string, topo events.Topology) opened {
 			db, err := sqlite.Open(context.Background(), testenv.SQLite(t), discard)
 			testenv.Fatal(t, "open", err)
 			t.Cleanup(func() { db.Close() })
@@ -94,7 +94,9 @@ var backends = []backend{
 			o.handlers = func(notify func()) *messaging.Handlers {
 				return messaging.New(sqlite.NewInventory(db), topo, notify, discard)
 			}
-			// TODO(issue 5): o.relay = outbox.NewSQLiteRelay(...) once it is on main.
+			if js != nil {
+				o.relay = outbox.NewSQLiteRelay(db, js, outbox.RelayConfig{LockName: ns}, discard)
+			}
 			return o
 		},
 		// Every SQLite transaction holds the write lock from BEGIN IMMEDIATE on.
@@ -115,12 +117,11 @@ func forEachBackend(t *testing.T, test func(t *testing.T, r *rig)) {
 	}
 }
 
-// needRelay skips a test that reads the replies from the broker when r's adapter has no
-// outbox relay yet.
+// needRelay fails a test that reads the replies from the broker when r has no outbox relay.
 func (r *rig) needRelay(t *testing.T) {
 	t.Helper()
 	if !r.relayed {
-		t.Skipf("no outbox relay for %s on this branch yet", r.backend.name)
+		t.Fatalf("no outbox relay for %s: the test needs one", r.backend.name)
 	}
 }
 
