@@ -1,6 +1,6 @@
 // Command flightbook runs the flightbook services and their operator tools.
 //
-//	flightbook dev        run the system in one process with an embedded NATS server
+//	flightbook dev        run the system in one process on SQLite files and an embedded NATS server
 //	flightbook flight     run the flight service (catalogue, search, seat inventory)
 //	flightbook token      print a bearer token signed with the configured secret
 //	flightbook dlq        list, show, redrive or purge dead-lettered messages
@@ -46,7 +46,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"booking":  {"run the booking service (bookings, payments, the saga, hold expiry) on MySQL/MariaDB", runBooking},
 		"dlq":      {"inspect, redrive or purge dead-lettered messages: flightbook dlq --help", runDLQ},
-		"dev":      {"run the system in one process with an embedded NATS server, seeding a demo catalogue", runDev},
+		"dev":      {"run the system in one process on SQLite files and an embedded NATS server, seeding a demo catalogue", runDev},
 		"flight":   {"run the flight service (catalogue, search, seat inventory) on PostgreSQL", runFlight},
 		"status":   {"show both services' readiness, consumer lag, dead letters and outbox backlog: flightbook status --help", runStatus},
 		"token":    {"print a bearer token: flightbook token --user U [--role admin] [--ttl 24h]", runToken},
