@@ -208,6 +208,10 @@ func (s *e2eSystem) dumpLog(service string) {
 	if err != nil {
 		return
 	}
+	// A race report is long and what matters most: show it whole.
+	if i := strings.Index(string(b), "WARNING: DATA RACE"); i >= 0 {
+		s.t.Logf("data race in the %s log:\n%s", service, b[i:min(len(b), i+8000)])
+	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	s.t.Logf("last lines of the %s log:\n%s", service, strings.Join(lines[max(0, len(lines)-40):], "\n"))
 }

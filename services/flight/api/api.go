@@ -64,6 +64,10 @@ func Routes(r gin.IRouter, catalog flight.Catalog, holds Holds, a *auth.Authenti
 	v1.GET("/admin/holds", admin, s.listHolds)
 }
 
+// Handlers pass c.Request.Context(), never the *gin.Context, to the stores: a database driver
+// may watch the context from a goroutine that outlives the handler (modernc.org/sqlite does),
+// and gin reuses its Context for the next request.
+
 // fail is the one place a domain error becomes an HTTP answer.
 func fail(c *gin.Context, err error) {
 	if fe, ok := validation.As(err); ok {
@@ -133,7 +137,7 @@ func (s *Server) listCities(c *gin.Context) {
 
 func (s *Server) getCity(c *gin.Context) {
 	if id, ok := idParam(c); ok {
-		city, err := s.catalog.City(c, id)
+		city, err := s.catalog.City(c.Request.Context(), id)
 		respond(c, http.StatusOK, city, err)
 	}
 }
@@ -148,7 +152,7 @@ func (s *Server) createCity(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	city, err := s.catalog.CreateCity(c, in)
+	city, err := s.catalog.CreateCity(c.Request.Context(), in)
 	if err == nil {
 		c.Header("Location", "/api/v1/cities/"+strconv.FormatInt(city.ID, 10))
 	}
@@ -166,13 +170,13 @@ func (s *Server) updateCity(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	city, err := s.catalog.UpdateCity(c, in)
+	city, err := s.catalog.UpdateCity(c.Request.Context(), in)
 	respond(c, http.StatusOK, city, err)
 }
 
 func (s *Server) deleteCity(c *gin.Context) {
 	if id, ok := idParam(c); ok {
-		noContent(c, s.catalog.DeleteCity(c, id))
+		noContent(c, s.catalog.DeleteCity(c.Request.Context(), id))
 	}
 }
 
@@ -199,7 +203,7 @@ func (s *Server) listAirports(c *gin.Context) {
 }
 
 func (s *Server) getAirport(c *gin.Context) {
-	a, err := s.catalog.Airport(c, strings.ToUpper(c.Param("code")))
+	a, err := s.catalog.Airport(c.Request.Context(), strings.ToUpper(c.Param("code")))
 	respond(c, http.StatusOK, a, err)
 }
 
@@ -213,7 +217,7 @@ func (s *Server) createAirport(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	a, err := s.catalog.CreateAirport(c, in)
+	a, err := s.catalog.CreateAirport(c.Request.Context(), in)
 	if err == nil {
 		c.Header("Location", "/api/v1/airports/"+a.Code)
 	}
@@ -235,12 +239,12 @@ func (s *Server) updateAirport(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	a, err := s.catalog.UpdateAirport(c, in)
+	a, err := s.catalog.UpdateAirport(c.Request.Context(), in)
 	respond(c, http.StatusOK, a, err)
 }
 
 func (s *Server) deleteAirport(c *gin.Context) {
-	noContent(c, s.catalog.DeleteAirport(c, strings.ToUpper(c.Param("code"))))
+	noContent(c, s.catalog.DeleteAirport(c.Request.Context(), strings.ToUpper(c.Param("code"))))
 }
 
 // ---- airplanes
@@ -258,7 +262,7 @@ func (s *Server) listAirplanes(c *gin.Context) {
 
 func (s *Server) getAirplane(c *gin.Context) {
 	if id, ok := idParam(c); ok {
-		a, err := s.catalog.Airplane(c, id)
+		a, err := s.catalog.Airplane(c.Request.Context(), id)
 		respond(c, http.StatusOK, a, err)
 	}
 }
@@ -273,7 +277,7 @@ func (s *Server) createAirplane(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	a, err := s.catalog.CreateAirplane(c, in)
+	a, err := s.catalog.CreateAirplane(c.Request.Context(), in)
 	if err == nil {
 		c.Header("Location", "/api/v1/airplanes/"+strconv.FormatInt(a.ID, 10))
 	}
@@ -291,13 +295,13 @@ func (s *Server) updateAirplane(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	a, err := s.catalog.UpdateAirplane(c, in)
+	a, err := s.catalog.UpdateAirplane(c.Request.Context(), in)
 	respond(c, http.StatusOK, a, err)
 }
 
 func (s *Server) deleteAirplane(c *gin.Context) {
 	if id, ok := idParam(c); ok {
-		noContent(c, s.catalog.DeleteAirplane(c, id))
+		noContent(c, s.catalog.DeleteAirplane(c.Request.Context(), id))
 	}
 }
 
@@ -314,7 +318,7 @@ func (s *Server) searchFlights(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	fs, next, err := s.catalog.Search(c, q, s.now())
+	fs, next, err := s.catalog.Search(c.Request.Context(), q, s.now())
 	if fs == nil {
 		fs = []flight.Flight{}
 	}
@@ -323,7 +327,7 @@ func (s *Server) searchFlights(c *gin.Context) {
 
 func (s *Server) getFlight(c *gin.Context) {
 	if id, ok := idParam(c); ok {
-		f, err := s.catalog.Flight(c, id)
+		f, err := s.catalog.Flight(c.Request.Context(), id)
 		respond(c, http.StatusOK, f, err)
 	}
 }
@@ -333,7 +337,7 @@ func (s *Server) createFlight(c *gin.Context) {
 	if !web.DecodeJSON(c, &req) {
 		return
 	}
-	f, err := s.catalog.CreateFlight(c, req)
+	f, err := s.catalog.CreateFlight(c.Request.Context(), req)
 	if err == nil {
 		c.Header("Location", "/api/v1/flights/"+strconv.FormatInt(f.ID, 10))
 	}
@@ -346,13 +350,13 @@ func (s *Server) rescheduleFlight(c *gin.Context) {
 	if !ok || !web.DecodeJSON(c, &req) {
 		return
 	}
-	f, err := s.catalog.Reschedule(c, id, req)
+	f, err := s.catalog.Reschedule(c.Request.Context(), id, req)
 	respond(c, http.StatusOK, f, err)
 }
 
 func (s *Server) cancelFlight(c *gin.Context) {
 	if id, ok := idParam(c); ok {
-		f, err := s.catalog.Cancel(c, id)
+		f, err := s.catalog.Cancel(c.Request.Context(), id)
 		respond(c, http.StatusOK, f, err)
 	}
 }
