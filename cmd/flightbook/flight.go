@@ -71,7 +71,7 @@ func runFlight(ctx context.Context, args []string, stdout, stderr io.Writer) err
 type flightCatalog interface {
 	flight.Catalog
 	Ping(ctx context.Context) error
-	RunAnnouncer(ctx context.Context, interval, olderThan time.Duration, log *slog.Logger) error
+	AnnounceDue(ctx context.Context, olderThan time.Duration, limit int) (int, error)
 }
 
 // flightDB is the flight service's database: PostgreSQL, or a SQLite file when
@@ -171,7 +171,7 @@ func serveFlight(ctx context.Context, cfg flightConfig, ln net.Listener, log *sl
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return router.Run(gctx) })
 	g.Go(func() error {
-		return catalog.RunAnnouncer(gctx, cfg.AnnounceInterval, cfg.Streams.MaxAgeOrDefault()/2, log)
+		return flight.RunAnnouncer(gctx, catalog.AnnounceDue, cfg.AnnounceInterval, cfg.Streams.MaxAgeOrDefault()/2, log)
 	})
 	g.Go(func() error { return web.Serve(gctx, ln, engine, cfg.HTTP, log) })
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -80,36 +79,4 @@ func (c *Catalog) AnnounceDue(ctx context.Context, olderThan time.Duration, limi
 		return nil
 	})
 	return n, err
-}
-
-// RunAnnouncer calls AnnounceDue every interval, in batches, until ctx ends; the first run is
-// at once, so flights created before announcements existed are announced at start-up.
-func (c *Catalog) RunAnnouncer(ctx context.Context, interval, olderThan time.Duration, log *slog.Logger) error {
-	const batch = 500
-	for {
-		total := 0
-		for {
-			n, err := c.AnnounceDue(ctx, olderThan, batch)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				// A failed run is retried at the next tick; the flights stay due.
-				log.Error("catalogue announcement failed", "err", err)
-				break
-			}
-			total += n
-			if n < batch {
-				break
-			}
-		}
-		if total > 0 {
-			log.Info("catalogue announced", "flights", total)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
-		}
-	}
 }
