@@ -34,75 +34,77 @@ const (
 // REST APIs, and checks what a plain subscriber to booking.> sees.
 func TestBookingLifecycleOverHTTP(t *testing.T) {
 	t.Parallel()
-	s := startE2E(t, e2eOptions{})
-	seen := s.publicEvents()
-	newFlight := s.catalogue()
-	f := newFlight(10)
+	storages(t, func(t *testing.T, sqlite bool) {
+		s := startE2E(t, e2eOptions{sqlite: sqlite})
+		seen := s.publicEvents()
+		newFlight := s.catalogue()
+		f := newFlight(10)
 
-	// Book two seats and wait for the hold in the same request.
-	b := s.must(200, "booking", "POST", "/api/v1/bookings", "alice", fmt.Sprintf(`{"flight_id":%d,"seats":2}`, f),
-		"Prefer", "wait=10", "Idempotency-Key", "alice-1")
-	id := b.str("id")
-	if b.str("status") != "HELD" || b.num("total") != 840000 || b.str("currency") != "INR" || b.str("hold_expires_at") == "" {
-		t.Fatalf("booking after wait: %s", b.raw)
-	}
-	if _, avail, held, _ := s.seats(f); avail != 8 || held != 2 {
-		t.Fatalf("after the hold: available %d held %d", avail, held)
-	}
-	// Paying with the wrong amount is refused and changes nothing; the right amount confirms.
-	s.must(422, "booking", "POST", "/api/v1/bookings/"+id+"/payments", "alice",
-		`{"amount":1,"currency":"INR","card_token":"tok_success"}`, "Idempotency-Key", "alice-1-pay-wrong")
-	p := s.must(200, "booking", "POST", "/api/v1/bookings/"+id+"/payments", "alice",
-		`{"amount":840000,"currency":"INR","card_token":"tok_success"}`, "Idempotency-Key", "alice-1-pay")
-	if p.str("status") != "CONFIRMED" {
-		t.Fatalf("after payment: %s", p.raw)
-	}
-	s.await("the seats sold", func() bool { _, _, held, sold := s.seats(f); return held == 0 && sold == 2 })
-	s.await("BookingHeld and BookingConfirmed on booking.>", func() bool {
-		return slices.Equal(seen(id), []string{typeHeld, typeConfirmed})
-	})
-	// Paying again is a conflict, not a second charge.
-	s.must(409, "booking", "POST", "/api/v1/bookings/"+id+"/payments", "alice",
-		`{"amount":840000,"currency":"INR","card_token":"tok_success"}`, "Idempotency-Key", "alice-1-pay-again")
-	// Another user cannot see it.
-	s.must(404, "booking", "GET", "/api/v1/bookings/"+id, "mallory", "")
-
-	// Cancel the confirmed booking: refund recorded, seats back on sale.
-	c := s.must(200, "booking", "POST", "/api/v1/bookings/"+id+"/cancel", "alice", "", "Idempotency-Key", "alice-1-cancel")
-	if c.str("status") != "CANCELLED" {
-		t.Fatalf("after cancel: %s", c.raw)
-	}
-	s.await("the sold seats back on sale", func() bool { _, avail, _, sold := s.seats(f); return avail == 10 && sold == 0 })
-
-	// Cancel a held booking.
-	h := s.must(200, "booking", "POST", "/api/v1/bookings", "bob", fmt.Sprintf(`{"flight_id":%d,"seats":3}`, f),
-		"Prefer", "wait=10", "Idempotency-Key", "bob-1")
-	if h.str("status") != "HELD" {
-		t.Fatalf("bob's booking: %s", h.raw)
-	}
-	s.must(200, "booking", "POST", "/api/v1/bookings/"+h.str("id")+"/cancel", "bob", "", "Idempotency-Key", "bob-1-cancel")
-	s.await("the held seats back", func() bool { _, avail, held, _ := s.seats(f); return avail == 10 && held == 0 })
-	s.await("BookingCancelled on booking.>", func() bool {
-		return slices.Equal(seen(h.str("id")), []string{typeHeld, typeCancelled})
-	})
-	hist := s.must(200, "booking", "GET", "/api/v1/bookings/"+h.str("id")+"/history", "bob", "")
-	if len(hist.raw) == 0 || !slices.Contains(causes(hist), "seats_released") {
-		s.await("the release in the history", func() bool {
-			return slices.Contains(causes(s.must(200, "booking", "GET", "/api/v1/bookings/"+h.str("id")+"/history", "bob", "")), "seats_released")
+		// Book two seats and wait for the hold in the same request.
+		b := s.must(200, "booking", "POST", "/api/v1/bookings", "alice", fmt.Sprintf(`{"flight_id":%d,"seats":2}`, f),
+			"Prefer", "wait=10", "Idempotency-Key", "alice-1")
+		id := b.str("id")
+		if b.str("status") != "HELD" || b.num("total") != 840000 || b.str("currency") != "INR" || b.str("hold_expires_at") == "" {
+			t.Fatalf("booking after wait: %s", b.raw)
+		}
+		if _, avail, held, _ := s.seats(f); avail != 8 || held != 2 {
+			t.Fatalf("after the hold: available %d held %d", avail, held)
+		}
+		// Paying with the wrong amount is refused and changes nothing; the right amount confirms.
+		s.must(422, "booking", "POST", "/api/v1/bookings/"+id+"/payments", "alice",
+			`{"amount":1,"currency":"INR","card_token":"tok_success"}`, "Idempotency-Key", "alice-1-pay-wrong")
+		p := s.must(200, "booking", "POST", "/api/v1/bookings/"+id+"/payments", "alice",
+			`{"amount":840000,"currency":"INR","card_token":"tok_success"}`, "Idempotency-Key", "alice-1-pay")
+		if p.str("status") != "CONFIRMED" {
+			t.Fatalf("after payment: %s", p.raw)
+		}
+		s.await("the seats sold", func() bool { _, _, held, sold := s.seats(f); return held == 0 && sold == 2 })
+		s.await("BookingHeld and BookingConfirmed on booking.>", func() bool {
+			return slices.Equal(seen(id), []string{typeHeld, typeConfirmed})
 		})
-	}
+		// Paying again is a conflict, not a second charge.
+		s.must(409, "booking", "POST", "/api/v1/bookings/"+id+"/payments", "alice",
+			`{"amount":840000,"currency":"INR","card_token":"tok_success"}`, "Idempotency-Key", "alice-1-pay-again")
+		// Another user cannot see it.
+		s.must(404, "booking", "GET", "/api/v1/bookings/"+id, "mallory", "")
 
-	// Sold out: more seats than the flight has left.
-	small := newFlight(2)
-	r := s.must(200, "booking", "POST", "/api/v1/bookings", "carol", fmt.Sprintf(`{"flight_id":%d,"seats":3}`, small),
-		"Prefer", "wait=10", "Idempotency-Key", "carol-1")
-	if r.str("status") != "REJECTED" || r.str("reject_reason") != "sold_out" {
-		t.Fatalf("booking 3 of 2 seats: %s", r.raw)
-	}
-	s.await("BookingRejected on booking.>", func() bool { return slices.Equal(seen(r.str("id")), []string{typeRejected}) })
-	if _, avail, held, _ := s.seats(small); avail != 2 || held != 0 {
-		t.Fatalf("a rejected booking changed the flight: available %d held %d", avail, held)
-	}
+		// Cancel the confirmed booking: refund recorded, seats back on sale.
+		c := s.must(200, "booking", "POST", "/api/v1/bookings/"+id+"/cancel", "alice", "", "Idempotency-Key", "alice-1-cancel")
+		if c.str("status") != "CANCELLED" {
+			t.Fatalf("after cancel: %s", c.raw)
+		}
+		s.await("the sold seats back on sale", func() bool { _, avail, _, sold := s.seats(f); return avail == 10 && sold == 0 })
+
+		// Cancel a held booking.
+		h := s.must(200, "booking", "POST", "/api/v1/bookings", "bob", fmt.Sprintf(`{"flight_id":%d,"seats":3}`, f),
+			"Prefer", "wait=10", "Idempotency-Key", "bob-1")
+		if h.str("status") != "HELD" {
+			t.Fatalf("bob's booking: %s", h.raw)
+		}
+		s.must(200, "booking", "POST", "/api/v1/bookings/"+h.str("id")+"/cancel", "bob", "", "Idempotency-Key", "bob-1-cancel")
+		s.await("the held seats back", func() bool { _, avail, held, _ := s.seats(f); return avail == 10 && held == 0 })
+		s.await("BookingCancelled on booking.>", func() bool {
+			return slices.Equal(seen(h.str("id")), []string{typeHeld, typeCancelled})
+		})
+		hist := s.must(200, "booking", "GET", "/api/v1/bookings/"+h.str("id")+"/history", "bob", "")
+		if len(hist.raw) == 0 || !slices.Contains(causes(hist), "seats_released") {
+			s.await("the release in the history", func() bool {
+				return slices.Contains(causes(s.must(200, "booking", "GET", "/api/v1/bookings/"+h.str("id")+"/history", "bob", "")), "seats_released")
+			})
+		}
+
+		// Sold out: more seats than the flight has left.
+		small := newFlight(2)
+		r := s.must(200, "booking", "POST", "/api/v1/bookings", "carol", fmt.Sprintf(`{"flight_id":%d,"seats":3}`, small),
+			"Prefer", "wait=10", "Idempotency-Key", "carol-1")
+		if r.str("status") != "REJECTED" || r.str("reject_reason") != "sold_out" {
+			t.Fatalf("booking 3 of 2 seats: %s", r.raw)
+		}
+		s.await("BookingRejected on booking.>", func() bool { return slices.Equal(seen(r.str("id")), []string{typeRejected}) })
+		if _, avail, held, _ := s.seats(small); avail != 2 || held != 0 {
+			t.Fatalf("a rejected booking changed the flight: available %d held %d", avail, held)
+		}
+	})
 }
 
 // TestBadBookingsOverHTTP sends bookings the services must refuse before writing anything:
@@ -251,45 +253,47 @@ func TestHoldExpiresOverHTTP(t *testing.T) {
 // are held, 400 rejected, none left pending, and the flight's counters agree.
 func TestBurstOverHTTP(t *testing.T) {
 	t.Parallel()
-	s := startE2E(t, e2eOptions{})
-	f := s.catalogue()(100)
-	const n = 500
-	ids := make([]string, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			r, err := s.call("booking", "POST", "/api/v1/bookings", fmt.Sprintf("user%d", i),
-				fmt.Sprintf(`{"flight_id":%d,"seats":1}`, f), "Idempotency-Key", fmt.Sprintf("burst-%d", i))
-			if err != nil || r.status != 202 && r.status != 200 {
-				failed.Add(1)
-				t.Errorf("booking %d: %v %d %s", i, err, r.status, r.raw)
-				return
-			}
-			ids[i] = r.str("id")
-		})
-	}
-	close(start)
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.FailNow()
-	}
-	count := func() map[string]int {
-		n := map[string]int{}
-		for i, id := range ids {
-			n[s.booking(fmt.Sprintf("user%d", i), id).str("status")]++
+	storages(t, func(t *testing.T, sqlite bool) {
+		s := startE2E(t, e2eOptions{sqlite: sqlite})
+		f := s.catalogue()(100)
+		const n = 500
+		ids := make([]string, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var failed atomic.Int32
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				r, err := s.call("booking", "POST", "/api/v1/bookings", fmt.Sprintf("user%d", i),
+					fmt.Sprintf(`{"flight_id":%d,"seats":1}`, f), "Idempotency-Key", fmt.Sprintf("burst-%d", i))
+				if err != nil || r.status != 202 && r.status != 200 {
+					failed.Add(1)
+					t.Errorf("booking %d: %v %d %s", i, err, r.status, r.raw)
+					return
+				}
+				ids[i] = r.str("id")
+			})
 		}
-		return n
-	}
-	s.await("no booking PENDING", func() bool { return count()["PENDING"] == 0 })
-	if got := count(); got["HELD"] != 100 || got["REJECTED"] != 400 || len(got) != 2 {
-		t.Fatalf("statuses %v, want 100 HELD and 400 REJECTED", got)
-	}
-	if total, avail, held, sold := s.seats(f); total != 100 || avail != 0 || held != 100 || sold != 0 {
-		t.Fatalf("flight seats total %d available %d held %d sold %d", total, avail, held, sold)
-	}
+		close(start)
+		wg.Wait()
+		if failed.Load() > 0 {
+			t.FailNow()
+		}
+		count := func() map[string]int {
+			n := map[string]int{}
+			for i, id := range ids {
+				n[s.booking(fmt.Sprintf("user%d", i), id).str("status")]++
+			}
+			return n
+		}
+		s.await("no booking PENDING", func() bool { return count()["PENDING"] == 0 })
+		if got := count(); got["HELD"] != 100 || got["REJECTED"] != 400 || len(got) != 2 {
+			t.Fatalf("statuses %v, want 100 HELD and 400 REJECTED", got)
+		}
+		if total, avail, held, sold := s.seats(f); total != 100 || avail != 0 || held != 100 || sold != 0 {
+			t.Fatalf("flight seats total %d available %d held %d sold %d", total, avail, held, sold)
+		}
+	})
 }
 
 // TestCrashesMidBurstOverHTTP books 300 single seats on a 100-seat flight from 16 clients
@@ -299,76 +303,78 @@ func TestBurstOverHTTP(t *testing.T) {
 // the flight must have exactly 100 seats held and none lost.
 func TestCrashesMidBurstOverHTTP(t *testing.T) {
 	t.Parallel()
-	s := startE2E(t, e2eOptions{embedNATS: true})
-	f := s.catalogue()(100)
-	const n, clients = 300, 16
-	ids := make([]string, n)
-	work := make(chan int)
-	var accepted atomic.Int32
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for i := range work {
-				deadline := time.Now().Add(2 * time.Minute)
-				for {
-					r, err := s.call("booking", "POST", "/api/v1/bookings", fmt.Sprintf("crash%d", i),
-						fmt.Sprintf(`{"flight_id":%d,"seats":1}`, f), "Idempotency-Key", fmt.Sprintf("crash-%d", i))
-					if err == nil && (r.status == 202 || r.status == 200) {
-						ids[i] = r.str("id")
-						accepted.Add(1)
-						break
+	storages(t, func(t *testing.T, sqlite bool) {
+		s := startE2E(t, e2eOptions{embedNATS: true, sqlite: sqlite})
+		f := s.catalogue()(100)
+		const n, clients = 300, 16
+		ids := make([]string, n)
+		work := make(chan int)
+		var accepted atomic.Int32
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Go(func() {
+				for i := range work {
+					deadline := time.Now().Add(2 * time.Minute)
+					for {
+						r, err := s.call("booking", "POST", "/api/v1/bookings", fmt.Sprintf("crash%d", i),
+							fmt.Sprintf(`{"flight_id":%d,"seats":1}`, f), "Idempotency-Key", fmt.Sprintf("crash-%d", i))
+						if err == nil && (r.status == 202 || r.status == 200) {
+							ids[i] = r.str("id")
+							accepted.Add(1)
+							break
+						}
+						if time.Now().After(deadline) {
+							t.Errorf("booking %d not accepted within 2 minutes: %v %d %s", i, err, r.status, r.raw)
+							break
+						}
+						time.Sleep(20 * time.Millisecond) // the service is restarting
 					}
-					if time.Now().After(deadline) {
-						t.Errorf("booking %d not accepted within 2 minutes: %v %d %s", i, err, r.status, r.raw)
-						break
-					}
-					time.Sleep(20 * time.Millisecond) // the service is restarting
 				}
+			})
+		}
+		go func() {
+			for i := range n {
+				work <- i
 			}
-		})
-	}
-	go func() {
-		for i := range n {
-			work <- i
+			close(work)
+		}()
+		waitAccepted := func(k int32) {
+			s.await(fmt.Sprintf("%d bookings accepted", k), func() bool { return accepted.Load() >= k })
 		}
-		close(work)
-	}()
-	waitAccepted := func(k int32) {
-		s.await(fmt.Sprintf("%d bookings accepted", k), func() bool { return accepted.Load() >= k })
-	}
-	waitAccepted(50)
-	s.kill("booking")
-	s.start("booking")
-	waitAccepted(120)
-	s.kill("flight")
-	s.start("flight")
-	waitAccepted(200)
-	s.restartNATS()
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+		waitAccepted(50)
+		s.kill("booking")
+		s.start("booking")
+		waitAccepted(120)
+		s.kill("flight")
+		s.start("flight")
+		waitAccepted(200)
+		s.restartNATS()
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
 
-	statuses := func() map[string]int {
-		got := map[string]int{}
-		for i, id := range ids {
-			got[s.booking(fmt.Sprintf("crash%d", i), id).str("status")]++
+		statuses := func() map[string]int {
+			got := map[string]int{}
+			for i, id := range ids {
+				got[s.booking(fmt.Sprintf("crash%d", i), id).str("status")]++
+			}
+			return got
 		}
-		return got
-	}
-	s.await("every booking out of PENDING", func() bool { return statuses()["PENDING"] == 0 })
-	if got := statuses(); got["HELD"] != 100 || got["REJECTED"] != 200 || len(got) != 2 {
-		t.Errorf("statuses %v, want 100 HELD and 200 REJECTED", got)
-	}
-	if total, avail, held, sold := s.seats(f); total != 100 || avail != 0 || held != 100 || sold != 0 {
-		t.Errorf("flight seats total %d available %d held %d sold %d", total, avail, held, sold)
-	}
-	for i := range n {
-		list := s.must(200, "booking", "GET", "/api/v1/bookings", fmt.Sprintf("crash%d", i), "")
-		if items, _ := list.body["items"].([]any); len(items) != 1 {
-			t.Fatalf("client %d owns %d bookings after retrying through the crashes, want 1: %s", i, len(items), list.raw)
+		s.await("every booking out of PENDING", func() bool { return statuses()["PENDING"] == 0 })
+		if got := statuses(); got["HELD"] != 100 || got["REJECTED"] != 200 || len(got) != 2 {
+			t.Errorf("statuses %v, want 100 HELD and 200 REJECTED", got)
 		}
-	}
+		if total, avail, held, sold := s.seats(f); total != 100 || avail != 0 || held != 100 || sold != 0 {
+			t.Errorf("flight seats total %d available %d held %d sold %d", total, avail, held, sold)
+		}
+		for i := range n {
+			list := s.must(200, "booking", "GET", "/api/v1/bookings", fmt.Sprintf("crash%d", i), "")
+			if items, _ := list.body["items"].([]any); len(items) != 1 {
+				t.Fatalf("client %d owns %d bookings after retrying through the crashes, want 1: %s", i, len(items), list.raw)
+			}
+		}
+	})
 }
 
 // TestBookingStreamLostOverHTTP deletes the BOOKING stream while bookings are in flight, then

@@ -43,6 +43,14 @@ func TestMain(m *testing.M) {
 type e2eOptions struct {
 	env       []string // extra FLIGHTBOOK_* settings for both services
 	embedNATS bool     // run NATS in the test process, so the test can stop and restart it
+	sqlite    bool     // keep both services' data in SQLite files instead of PostgreSQL and MariaDB
+}
+
+// storages runs test once with the services on PostgreSQL and MariaDB and once on SQLite
+// files, as parallel subtests: the dev mode's storage must keep the same invariants.
+func storages(t *testing.T, test func(t *testing.T, sqlite bool)) {
+	t.Run("servers", func(t *testing.T) { t.Parallel(); test(t, false) })
+	t.Run("sqlite", func(t *testing.T) { t.Parallel(); test(t, true) })
 }
 
 // e2eSystem is the two services as processes, their settings, and tokens to call them with.
@@ -93,6 +101,11 @@ func startE2E(t *testing.T, opts e2eOptions) *e2eSystem {
 		"FLIGHTBOOK_FLIGHT_SERVICE_URL=http://" + s.addrs["flight"],
 		"FLIGHTBOOK_OUTBOX_LOCK_NAME=" + "e2e-" + filepath.Base(s.dir),
 	}, opts.env...)
+	if opts.sqlite {
+		s.env = append(s.env,
+			"FLIGHTBOOK_FLIGHT_SQLITE="+filepath.Join(s.dir, "flight.db"),
+			"FLIGHTBOOK_BOOKING_SQLITE="+filepath.Join(s.dir, "booking.db"))
+	}
 	authn, err := auth.New(auth.Config{Secret: auth.DevSecret, Issuer: "flightbook"}, nil)
 	testenv.Fatal(t, "auth", err)
 	s.admin, err = authn.Token("ops", auth.RoleAdmin, time.Hour)
