@@ -139,7 +139,8 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	log = log.With("service", events.ServiceBooking)
 	relay := db.relay(js, cfg.Outbox, log)
 	store := db.store
-	messaging.New(store, topo, log).Register(router)
+	changes := &booking.Changes{} // the reply handlers wake the API's Prefer: wait requests
+	messaging.New(store, topo, log).WithChanges(changes).Register(router)
 	reconciler, err := newBookingReconciler(cfg, store, authn)
 	if err != nil {
 		return err
@@ -163,6 +164,7 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 		Gateway: booking.NewFakeGateway(),
 		Auth:    authn,
 		Notify:  relay.Notify,
+		Changes: changes,
 	})
 	log.Warn("payments go to the fake gateway: tok_success pays, tok_decline is declined, tok_timeout times out after charging")
 

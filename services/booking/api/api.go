@@ -47,7 +47,11 @@ type Deps struct {
 	// Notify, when set, is called after a commit that queued effects (it wakes the outbox
 	// relay, which otherwise finds them on its next poll).
 	Notify func()
-	// PollEvery is how often a Prefer: wait request re-reads the booking; 25 ms when zero.
+	// Changes, when set, wakes a Prefer: wait request as soon as a saga reply handler of this
+	// process has changed its booking.
+	Changes *booking.Changes
+	// PollEvery is how often a Prefer: wait request re-reads the booking anyway, for changes
+	// committed by another replica, which Changes cannot see; 100 ms when zero.
 	PollEvery time.Duration
 }
 
@@ -59,7 +63,7 @@ func Routes(r gin.IRouter, d Deps) {
 		d.Notify = func() {}
 	}
 	if d.PollEvery <= 0 {
-		d.PollEvery = 25 * time.Millisecond
+		d.PollEvery = 100 * time.Millisecond
 	}
 	s := &server{d}
 	v1 := r.Group("/api/v1", d.Auth.Required())
@@ -289,6 +293,14 @@ func (s *server) create(c *gin.Context) {
 		replay(c, &resp)
 		return
 	}
+	// Watch before the relay is woken to send the hold request, so the reply cannot come
+	// first; should the relay's own poll be faster still, the fallback poll sees the reply.
+	var changed <-chan struct{}
+	if wait > 0 {
+		var stop func()
+		changed, stop = s.Changes.Watch(b.ID)
+		defer stop()
+	}
 	s.Notify()
 	c.Header("Location", bookingPath(b.ID))
 	if wait <= 0 {
@@ -296,7 +308,7 @@ func (s *server) create(c *gin.Context) {
 		return
 	}
 	c.Header(HeaderPreferenceApplied, "wait="+strconv.Itoa(int(wait/time.Second)))
-	b = s.await(c, b, wait)
+	b = s.await(c, b, wait, changed)
 	status := http.StatusAccepted
 	if b.Status != booking.Pending {
 		status = http.StatusOK
@@ -334,9 +346,10 @@ func preferWait(values []string) (time.Duration, bool) {
 }
 
 // await re-reads b until it leaves PENDING, wait passes or the client goes away, and returns
-// it as it then stands. Polling the primary key every few tens of milliseconds costs little
-// and works across replicas, where an in-process notification would only see its own.
-func (s *server) await(c *gin.Context, b booking.Booking, wait time.Duration) booking.Booking {
+// it as it then stands. It reads when changed says a reply handler of this process has
+// changed b, and every PollEvery anyway: the reply may be handled by another replica, whose
+// changes only a read of the database shows.
+func (s *server) await(c *gin.Context, b booking.Booking, wait time.Duration, changed <-chan struct{}) booking.Booking {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
 	defer cancel()
 	t := time.NewTicker(s.PollEvery)
@@ -345,6 +358,7 @@ func (s *server) await(c *gin.Context, b booking.Booking, wait time.Duration) bo
 		select {
 		case <-ctx.Done():
 			return b
+		case <-changed:
 		case <-t.C:
 		}
 		nb, err := s.Store.Get(ctx, b.ID)

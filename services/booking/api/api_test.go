@@ -51,6 +51,12 @@ func (g *gateway) Charge(ctx context.Context, req booking.ChargeRequest) (bookin
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, func(*api.Deps) {})
+}
+
+// newEnvWith is newEnv with the API's Deps changed by with.
+func newEnvWith(t *testing.T, with func(*api.Deps)) *env {
+	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
 	db, err := mysql.Open(ctx, testenv.MySQL(t), 50, log)
@@ -61,7 +67,9 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, db: db, gateway: &gateway{FakeGateway: booking.NewFakeGateway()}, authn: authn}
 	e.store = mysql.NewStore(db, rules, nil).WithClock(func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) }).WithKeyStaleAfter(time.Minute)
 	engine := web.NewEngine(log)
-	api.Routes(engine, api.Deps{Store: e.store, Gateway: e.gateway, Auth: authn, PollEvery: 10 * time.Millisecond})
+	deps := api.Deps{Store: e.store, Gateway: e.gateway, Auth: authn, PollEvery: 10 * time.Millisecond}
+	with(&deps)
+	api.Routes(engine, deps)
 	e.h = engine
 	e.recordFlights()
 	return e
@@ -306,7 +314,9 @@ func TestCreateIdempotency(t *testing.T) {
 
 func TestPreferWait(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	// The booking is changed without a publish, as by a reply handled on another replica:
+	// only the fallback poll can see it.
+	e := newEnvWith(t, func(d *api.Deps) { d.Changes = &booking.Changes{} })
 	// Hold the booking as soon as it exists, as the saga would.
 	go func() {
 		deadline := time.Now().Add(5 * time.Second)
@@ -330,6 +340,42 @@ func TestPreferWait(t *testing.T) {
 	r = e.do("POST", "/api/v1/bookings", "bob", `{"flight_id": 7, "seats": 2}`, "Prefer", "wait=1")
 	if d := time.Since(start); r.code != 202 || r.json(t)["status"] != "PENDING" || d < time.Second || d > 3*time.Second {
 		t.Fatalf("wait in vain: %d %s after %s", r.code, r.body, d)
+	}
+}
+
+// TestPreferWaitWakes holds the booking and publishes the change as the reply handler of the
+// same process does: with a fallback poll of an hour, only the publish can make the request
+// answer HELD within its 5 s wait.
+func TestPreferWaitWakes(t *testing.T) {
+	t.Parallel()
+	changes := &booking.Changes{}
+	e := newEnvWith(t, func(d *api.Deps) { d.Changes, d.PollEvery = changes, time.Hour })
+	answered := make(chan struct{})
+	go func() {
+		var id string
+		for e.db.QueryRow(`SELECT id FROM bookings WHERE user_id = 'alice'`).Scan(&id) != nil {
+			select {
+			case <-answered:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		e.hold(id)
+		// The request watches just after its commit, which cannot be seen from here: publish
+		// until it answers, as a publish before the watch wakes nobody.
+		for {
+			changes.Publish(id)
+			select {
+			case <-answered:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	r := e.do("POST", "/api/v1/bookings", "alice", `{"flight_id": 7, "seats": 2}`, "Prefer", "wait=5")
+	close(answered)
+	if r.code != 200 || r.json(t)["status"] != "HELD" {
+		t.Fatalf("wait for HELD with a one-hour poll: %d %s", r.code, r.body)
 	}
 }
 

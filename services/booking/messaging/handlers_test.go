@@ -48,7 +48,8 @@ func TestHandlersOnEveryStore(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			store, db := open(t)
-			h := bookingmessaging.New(store, topo, log)
+			changes := &booking.Changes{}
+			h := bookingmessaging.New(store, topo, log).WithChanges(changes)
 			deliver := func(route string, ev events.Event, id string) error {
 				m, err := topo.Encode(ev)
 				testenv.Fatal(t, "encode", err)
@@ -73,8 +74,21 @@ func TestHandlersOnEveryStore(t *testing.T) {
 			b, err := store.Create(ctx, "alice", 7, 2)
 			testenv.Fatal(t, "create", err)
 			held := events.SeatsHeld{BookingID: b.ID, FlightID: 7, Seats: 2, UnitPrice: 5000, Total: 10000, Currency: "EUR"}
-			for range 2 { // a redelivery: the inbox makes it a no-op
+			changed, stop := changes.Watch(b.ID)
+			defer stop()
+			for i := range 2 { // a redelivery: the inbox makes it a no-op
 				testenv.Fatal(t, "seats held", deliver(bookingmessaging.RouteHeld, held, "reply-1"))
+				// The handler publishes before it returns, and only when it changed the booking.
+				select {
+				case <-changed:
+					if i > 0 {
+						t.Fatal("a redelivered reply published a change")
+					}
+				default:
+					if i == 0 {
+						t.Fatal("SeatsHeld changed the booking without publishing it")
+					}
+				}
 			}
 			b, err = store.Get(ctx, b.ID)
 			if err != nil || b.Status != booking.Held || b.Version != 2 || b.Total != 10000 {

@@ -74,14 +74,22 @@ func Event(b booking.Booking, e booking.Effect) (events.Event, error) {
 
 // Handlers consumes the flight service's replies.
 type Handlers struct {
-	store booking.Store
-	topo  events.Topology
-	log   *slog.Logger
+	store   booking.Store
+	topo    events.Topology
+	log     *slog.Logger
+	changes *booking.Changes
 }
 
 // New returns the booking saga's reply handlers, applying the replies in store.
 func New(store booking.Store, topo events.Topology, log *slog.Logger) *Handlers {
 	return &Handlers{store: store, topo: topo, log: log}
+}
+
+// WithChanges makes the handlers publish every booking a reply changed to changes once its
+// transaction has committed, waking the API's Prefer: wait requests of this process.
+func (h *Handlers) WithChanges(changes *booking.Changes) *Handlers {
+	h.changes = changes
+	return h
 }
 
 // Register adds the saga's four routes and the catalogue's two to r.
@@ -127,7 +135,9 @@ func decode[E events.Event](d consumer.Delivery) (E, error) {
 // apply applies in to the booking in one transaction guarded by the inbox. A reply for a booking
 // this service does not know can never apply: it goes to the dead-letter subject.
 func (h *Handlers) apply(ctx context.Context, route, bookingID string, d consumer.Delivery, in booking.Input) error {
+	changed := false
 	err := h.store.InTx(ctx, func(tx booking.Tx) error {
+		changed = false // InTx may run this again after a deadlock
 		first, err := tx.ClaimMessage(ctx, events.ServiceBooking+"."+route, d.ID)
 		if err != nil || !first {
 			return err
@@ -137,6 +147,7 @@ func (h *Handlers) apply(ctx context.Context, route, bookingID string, d consume
 			return err
 		}
 		if !c.Noop() {
+			changed = true
 			h.log.Info("booking changed", "booking_id", bookingID, "from", c.From, "to", c.Booking.Status, "cause", c.Cause, "msg_id", d.ID)
 		}
 		return nil
@@ -146,6 +157,9 @@ func (h *Handlers) apply(ctx context.Context, route, bookingID string, d consume
 	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", route, bookingID, err)
+	}
+	if changed {
+		h.changes.Publish(bookingID) // committed: a woken request reads the change
 	}
 	return nil
 }
