@@ -77,7 +77,7 @@ type mysqlClaim struct {
 	rows []row
 }
 
-func (s mysqlStore) claim(ctx context.Context, after int64, skip []int64, limit int) (claim, error) {
+func (s mysqlStore) claim(ctx context.Context, after int64, limit int) (claim, error) {
 	// database/sql rolls a transaction back when the context it began with ends; this one
 	// lives until markPublished or rollback, so only the claim query gets ctx.
 	tx, err := s.db.BeginTx(context.WithoutCancel(ctx), readCommitted)
@@ -90,7 +90,7 @@ func (s mysqlStore) claim(ctx context.Context, after int64, skip []int64, limit 
 	// from a consistent read, which sees a commit whole, and only the prefix of them that locks
 	// is kept. The integers are ours, written into the text so that the queries need no
 	// server-side prepare (one round trip each instead of three with go-sql-driver's defaults).
-	ids, err := s.nextIDs(ctx, tx, after, skip, limit)
+	ids, err := s.nextIDs(ctx, tx, after, limit)
 	if err != nil || len(ids) == 0 {
 		_ = tx.Rollback()
 		if err != nil {
@@ -118,16 +118,10 @@ func (s mysqlStore) claim(ctx context.Context, after int64, skip []int64, limit 
 	return c, nil
 }
 
-// nextIDs reads, without locking, the ids of up to limit unpublished rows above after and not
-// in skip. The consistent read sees the rows in flight as unpublished, and their locks would
-// end the locked prefix at once, so they are left out here.
-func (s mysqlStore) nextIDs(ctx context.Context, tx *sql.Tx, after int64, skip []int64, limit int) ([]int64, error) {
-	notIn := ""
-	if len(skip) > 0 {
-		notIn = " AND id NOT IN (" + idList(skip) + ")"
-	}
+// nextIDs reads, without locking, the ids of up to limit unpublished rows above after.
+func (s mysqlStore) nextIDs(ctx context.Context, tx *sql.Tx, after int64, limit int) ([]int64, error) {
 	rs, err := tx.QueryContext(ctx, "SELECT id FROM outbox WHERE published_at IS NULL AND id > "+
-		strconv.FormatInt(after, 10)+notIn+" ORDER BY id LIMIT "+strconv.Itoa(limit))
+		strconv.FormatInt(after, 10)+" ORDER BY id LIMIT "+strconv.Itoa(limit))
 	if err != nil {
 		return nil, err
 	}

@@ -128,8 +128,9 @@ func TestRelayPublishesOnNotify(t *testing.T) {
 }
 
 // TestSteadyStreamOnceInOrder: producers commit a few events at a time, notifying after each
-// commit, so the relay claims short batches from the start while others are still in flight;
-// every event is stored once, and each aggregate's in the order its producer committed them.
+// commit, so the relay works through many short batches (the path a change to the pipeline of
+// short batches would touch); every event is stored once, and each aggregate's in the order its
+// producer committed them.
 func TestSteadyStreamOnceInOrder(t *testing.T) {
 	forEachStore(t, func(t *testing.T, h *harness) {
 		ctx := context.Background()

@@ -74,10 +74,7 @@ type postgresClaim struct {
 	rows []row
 }
 
-// claim leaves out skip by id although SKIP LOCKED passes over the rows the relay's other
-// transactions lock: a batch that failed has unlocked its rows, and they stay in skip until
-// the relay has seen the failure.
-func (s postgresStore) claim(ctx context.Context, after int64, skip []int64, limit int) (claim, error) {
+func (s postgresStore) claim(ctx context.Context, after int64, limit int) (claim, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -87,13 +84,10 @@ func (s postgresStore) claim(ctx context.Context, after int64, skip []int64, lim
 	// sorts all of it for every claim: 15 ms per batch at 20k rows. Walking the partial index
 	// in id order and stopping after limit rows is always the right plan for this query, so
 	// sorting is switched off for this transaction, in the same round trip as the claim.
-	if skip == nil {
-		skip = []int64{} // a nil slice is sent as NULL, and id <> ALL(NULL) matches nothing
-	}
 	var q pgx.Batch
 	q.Queue("SET LOCAL enable_sort = off")
 	q.Queue(`SELECT id, msg_id, subject, headers, payload FROM outbox
-		WHERE published_at IS NULL AND id > $1 AND id <> ALL($3) ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, after, limit, skip)
+		WHERE published_at IS NULL AND id > $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, after, limit)
 	br := tx.SendBatch(ctx, &q)
 	c := &postgresClaim{tx: tx}
 	_, err = br.Exec()

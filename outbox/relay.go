@@ -15,12 +15,11 @@ import (
 // store is what the relay needs from a database; mysqlStore, postgresStore and sqliteStore
 // implement it.
 type store interface {
-	// claim returns up to limit unpublished rows with an id above after and not in skip, lowest
-	// id first, held for this relay until markPublished or rollback. skip holds the rows of
-	// this relay's batches in flight (sent, not yet marked). MySQL and PostgreSQL lock the rows
-	// in an open transaction and skip rows another transaction holds; SQLite locks nothing, and
-	// the leader lock alone keeps them from a second sender (see sqliteStore).
-	claim(ctx context.Context, after int64, skip []int64, limit int) (claim, error)
+	// claim returns up to limit unpublished rows with an id above after, lowest id first, held
+	// for this relay until markPublished or rollback. MySQL and PostgreSQL lock them in an open
+	// transaction and skip rows another transaction holds; SQLite locks nothing, and the leader
+	// lock alone keeps them from a second sender (see sqliteStore).
+	claim(ctx context.Context, after int64, limit int) (claim, error)
 	// stats returns the number of unpublished rows and the age of the oldest.
 	stats(ctx context.Context) (pending int64, lag time.Duration, err error)
 	// deletePublished deletes up to limit rows published more than olderThan ago.
@@ -186,9 +185,8 @@ func (r *Relay) watchLock(ctx context.Context, lock leaderLock, stop context.Can
 }
 
 // pipelineDepth is how many batches a leader has in flight: while one waits for its acks and
-// commits, the next is claimed (above the last row sent, or from the start passing over the
-// rows in flight) and sent. Messages still leave in id order, because only the loop goroutine
-// claims and sends, and a batch claimed after one in flight failed is not sent.
+// commits, the next is claimed (SKIP LOCKED passes over the rows the first still locks; on
+// SQLite, the claim starts above the last row sent) and sent. Messages still leave in id order, because only the loop goroutine claims and sends.
 const pipelineDepth = 3
 
 // publishLoop relays batches until ctx is done: straight on while batches come back full,
@@ -201,9 +199,8 @@ func (r *Relay) publishLoop(ctx context.Context) {
 		inflight sync.WaitGroup
 		slots    = make(chan struct{}, pipelineDepth)
 		mu       sync.Mutex
-		failure  error                   // the first error of a finished batch, taken by the loop
-		failures int                     // consecutive failed attempts, for the backoff
-		flying   = map[*batch]struct{}{} // batches sent and not yet marked, or failed and not yet handled
+		failure  error // the first error of a finished batch, taken by the loop
+		failures int   // consecutive failed attempts, for the backoff
 	)
 	defer inflight.Wait()
 	// While a backlog drains, each claim starts after the last row claimed: from the lowest id,
@@ -214,22 +211,6 @@ func (r *Relay) publishLoop(ctx context.Context) {
 	// PollInterval.
 	var after int64
 	var rewound time.Time
-	// inFlight returns the ids of the rows in flight above after, for the claim to pass over.
-	// A batch leaves flying only once its mark has committed, so a claim that reads the table
-	// after taking this list sees every row missing from it either unmarked and free, or marked.
-	inFlight := func(after int64) (ids []int64, rows int) {
-		mu.Lock()
-		defer mu.Unlock()
-		for b := range flying {
-			rows += len(b.rows)
-			for _, row := range b.rows {
-				if row.id > after {
-					ids = append(ids, row.id)
-				}
-			}
-		}
-		return ids, rows
-	}
 	fail := func(err error) {
 		mu.Lock()
 		if failure == nil {
@@ -252,24 +233,16 @@ func (r *Relay) publishLoop(ctx context.Context) {
 			if time.Since(rewound) >= r.cfg.PollInterval {
 				after, rewound = 0, time.Now()
 			}
-			skip, rows := inFlight(after)
-			if after == 0 && rows >= r.cfg.BatchSize {
-				// While a backlog drains, a claim from the lowest id would step over the
-				// full batches still in flight; let them finish first.
+			if after == 0 {
+				// A claim from the lowest id would meet the rows of the batches still in
+				// flight, locked and not yet marked; let them finish first.
 				<-slots
 				inflight.Wait()
 				slots <- struct{}{}
 				err = takeFailure()
-				skip = nil
 			}
-			// Otherwise the claim passes over the few rows in flight and does not wait for
-			// them: under a steady stream of small commits every batch is short, and waiting
-			// made claim, publish, ack and mark one serial round per batch, each paying its
-			// own wait for a database connection.
 			if err == nil {
-				// A batch in flight may fail while this one is claimed; its rows must go
-				// again before any row after them, so this claim is then not sent.
-				sent, err = r.send(ctx, after, skip, takeFailure)
+				sent, err = r.send(ctx, after)
 			}
 		}
 		if err != nil {
@@ -280,9 +253,6 @@ func (r *Relay) publishLoop(ctx context.Context) {
 			if also := takeFailure(); also != nil {
 				err = errors.Join(err, also)
 			}
-			mu.Lock()
-			clear(flying) // every batch has finished: marked, or rolled back for the retry
-			mu.Unlock()
 			after, rewound = 0, time.Now()
 			if ctx.Err() != nil {
 				r.log.Info("outbox relay: batch abandoned on stopping, rows stay unpublished", "err", err)
@@ -302,20 +272,11 @@ func (r *Relay) publishLoop(ctx context.Context) {
 			failures = 0
 			after, rewound = 0, time.Now()
 		} else {
-			mu.Lock()
-			flying[sent] = struct{}{}
-			mu.Unlock()
 			inflight.Go(func() {
 				defer func() { <-slots }()
 				if err := r.finish(ctx, sent); err != nil {
-					// The rows stay in flying, so no claim takes them before the loop has
-					// seen the failure and waited for the other batches.
 					fail(err)
-					return
 				}
-				mu.Lock()
-				delete(flying, sent)
-				mu.Unlock()
 			})
 			if len(sent.rows) == r.cfg.BatchSize {
 				after = sent.rows[len(sent.rows)-1].id
@@ -338,11 +299,9 @@ type batch struct {
 	futures []jetstream.PubAckFuture
 }
 
-// send claims the next batch after id after, passing over the rows in skip, and sends its
-// messages without waiting for the acks. It returns nil when there is nothing to publish. If
-// abort, when not nil, returns an error once the rows are claimed, the claim is rolled back
-// unsent and send returns that error.
-func (r *Relay) send(ctx context.Context, after int64, skip []int64, abort func() error) (*batch, error) {
+// send claims the next batch after id after and sends its messages without waiting for the
+// acks. It returns nil when there is nothing to publish.
+func (r *Relay) send(ctx context.Context, after int64) (*batch, error) {
 	// The claim is not cut short when the relay stops: a cancelled query leaves its transaction
 	// to be rolled back asynchronously (by the driver, or by the server noticing a closed
 	// connection), and its row locks could outlive this leader's lock. The next leader's SKIP
@@ -350,7 +309,7 @@ func (r *Relay) send(ctx context.Context, after int64, skip []int64, abort func(
 	// claim finishes and, if the relay is stopping, is rolled back before send returns.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
 	defer cancel()
-	c, err := r.store.claim(cctx, after, skip, r.cfg.BatchSize)
+	c, err := r.store.claim(cctx, after, r.cfg.BatchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -362,12 +321,6 @@ func (r *Relay) send(ctx context.Context, after int64, skip []int64, abort func(
 	if len(rows) == 0 {
 		c.rollback()
 		return nil, nil
-	}
-	if abort != nil {
-		if err := abort(); err != nil {
-			c.rollback()
-			return nil, err
-		}
 	}
 	futures, err := r.sendAsync(rows)
 	if err != nil {
@@ -406,7 +359,7 @@ func (r *Relay) finish(ctx context.Context, b *batch) error {
 
 // relayBatch claims, sends and finishes one batch, and returns how many rows it published.
 func (r *Relay) relayBatch(ctx context.Context) (int, error) {
-	b, err := r.send(ctx, 0, nil, nil)
+	b, err := r.send(ctx, 0)
 	if err != nil || b == nil {
 		return 0, err
 	}

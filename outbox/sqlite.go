@@ -117,9 +117,9 @@ func sqliteLease(cfg RelayConfig) time.Duration {
 // every remaining row below the highest id it sees, and no commit can later land below it (the gap that
 // SKIP LOCKED and the cursor resets guard against elsewhere). Claimed rows are kept from a
 // second sender by the leader lock alone: only the leader claims, and its pipeline claims
-// above the rows still in flight, or from the start leaving out the rows in flight by id. A
-// leader that lost its lease without noticing could send a batch the new leader sends too;
-// Nats-Msg-Id makes JetStream store it once, and both send in id order, so each message's first copy still
+// above the rows still in flight, or from the start only once none are. A leader that lost its
+// lease without noticing could send a batch the new leader sends too; Nats-Msg-Id makes
+// JetStream store it once, and both send in id order, so each message's first copy still
 // arrives in id order. Marking is never wrong: a row is marked only after JetStream acked it.
 type sqliteStore struct {
 	db    *sql.DB
@@ -138,16 +138,11 @@ type sqliteClaim struct {
 	rows []row
 }
 
-func (s *sqliteStore) claim(ctx context.Context, after int64, skip []int64, limit int) (claim, error) {
+func (s *sqliteStore) claim(ctx context.Context, after int64, limit int) (claim, error) {
 	// A plain query, not a transaction: the service's DSN may make every transaction take the
-	// write lock at BEGIN (_txlock=immediate), and this read needs none. Nothing locks the
-	// rows in flight, so they are left out by id (integers of ours, written into the text).
-	notIn := ""
-	if len(skip) > 0 {
-		notIn = " AND id NOT IN (" + idList(skip) + ")"
-	}
+	// write lock at BEGIN (_txlock=immediate), and this read needs none.
 	rs, err := s.db.QueryContext(ctx, `SELECT id, msg_id, subject, headers, payload FROM outbox
-		WHERE published_at IS NULL AND id > ?`+notIn+` ORDER BY id LIMIT ?`, after, limit)
+		WHERE published_at IS NULL AND id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
