@@ -50,6 +50,9 @@ type harness struct {
 	// serialWriters says the database runs one write transaction at a time (SQLite): an open
 	// producer transaction blocks every other producer until it ends.
 	serialWriters bool
+	// db is the database/sql pool of the MySQL and SQLite stores, shared by the relay and the
+	// producers (nil on PostgreSQL), for benchmarks that make them compete for connections.
+	db *sql.DB
 }
 
 // stores lists the outbox's databases; every suite test runs once per entry.
@@ -100,6 +103,7 @@ func openMySQL(t testing.TB) *harness {
 	testenv.Fatal(t, "migrate mysql", migrate.Up(ctx, goose.DialectMySQL, db, fsys, quietLog()))
 	return &harness{
 		name: "mysql",
+		db:   db,
 		add: func(ctx context.Context, msgs ...Message) error {
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {

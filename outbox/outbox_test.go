@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,6 +124,40 @@ func TestRelayPublishesOnNotify(t *testing.T) {
 		if st.Published != uint64(len(want)) || st.Pending != 0 || st.Lag != 0 || !st.IsLeader {
 			t.Errorf("stats = %+v, want %d published, none pending, leader", st, len(want))
 		}
+	})
+}
+
+// TestSteadyStreamOnceInOrder: producers commit a few events at a time, notifying after each
+// commit, so the relay works through many short batches (the path a change to the pipeline of
+// short batches would touch); every event is stored once, and each aggregate's in the order its
+// producer committed them.
+func TestSteadyStreamOnceInOrder(t *testing.T) {
+	forEachStore(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		b := sharedBroker(t)
+		r := h.newRelay(b.js, RelayConfig{})
+		runRelay(t, r)
+		const producers, commits = 4, 150
+		var wg sync.WaitGroup
+		var total atomic.Int64
+		for p := range producers {
+			wg.Go(func() {
+				agg, seq := fmt.Sprintf("p%d", p), 0
+				for k := range commits {
+					n := 1 + k%3
+					if err := h.add(ctx, events(b.ns, agg, seq, n)...); err != nil {
+						t.Error(err)
+						return
+					}
+					seq += n
+					total.Add(int64(n))
+					r.Notify()
+				}
+			})
+		}
+		wg.Wait()
+		drained(t, h, b, int(total.Load()), 30*time.Second)
+		checkOnceInOrder(t, b.storedMessages(t), int(total.Load()))
 	})
 }
 
