@@ -53,9 +53,15 @@ type Deps struct {
 	// PollEvery is how often a Prefer: wait request re-reads the booking anyway, for changes
 	// committed by another replica, which Changes cannot see; 100 ms when zero.
 	PollEvery time.Duration
+	// FlightCacheTTL is how long a flight read from the local catalogue is trusted by
+	// POST /bookings; 1 s when zero, and a negative value reads it on every request.
+	FlightCacheTTL time.Duration
 }
 
-type server struct{ Deps }
+type server struct {
+	Deps
+	flights *flightCache
+}
 
 // Routes registers the booking API under /api/v1 on r.
 func Routes(r gin.IRouter, d Deps) {
@@ -65,7 +71,11 @@ func Routes(r gin.IRouter, d Deps) {
 	if d.PollEvery <= 0 {
 		d.PollEvery = 100 * time.Millisecond
 	}
-	s := &server{d}
+	if d.FlightCacheTTL == 0 {
+		d.FlightCacheTTL = time.Second
+	}
+	s := &server{Deps: d}
+	s.flights = &flightCache{ttl: d.FlightCacheTTL, load: d.Store.Flight, now: time.Now}
 	v1 := r.Group("/api/v1", d.Auth.Required())
 	v1.POST("/bookings", s.create)
 	v1.GET("/bookings", s.list)
@@ -318,9 +328,8 @@ func (s *server) create(c *gin.Context) {
 
 // checkFlight refuses a booking on a flight the local catalogue does not have open.
 func (s *server) checkFlight(ctx context.Context, id int64) error {
-	f, err := s.Store.Flight(ctx, id)
-	found := err == nil
-	if err != nil && !errors.Is(err, booking.ErrFlightNotFound) {
+	f, found, err := s.flights.get(ctx, id)
+	if err != nil {
 		return err
 	}
 	return booking.CheckFlight(id, f, found, s.Store.Now())
