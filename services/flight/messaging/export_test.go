@@ -10,13 +10,7 @@ import (
 // Pending reports how many holds wait for flightID's next batch, and whether a batch of it is
 // running, so tests can line calls up into one batch without sleeping.
 func (h *Handlers) Pending(flightID int64) (queued int, busy bool) {
-	h.holds.mu.Lock()
-	defer h.holds.mu.Unlock()
-	q, busy := h.holds.queues[flightID]
-	if !busy {
-		return 0, false
-	}
-	return len(q.calls), true
+	return h.holds.Pending(flightID)
 }
 
 // HoldAlone handles a hold the way Hold did before batching: one transaction per delivery.
@@ -31,13 +25,13 @@ func (h *Handlers) HoldAlone(ctx context.Context, d consumer.Delivery) error {
 // HoldTogether decides ds as one batch, in one transaction, without the lone retry Hold falls
 // back to when a batch fails.
 func (h *Handlers) HoldTogether(ctx context.Context, ds []consumer.Delivery) error {
-	calls := make([]*holdCall, len(ds))
+	calls := make([]holdCall, len(ds))
 	for i, d := range ds {
 		ev, err := decode[events.SeatHoldRequested](d)
 		if err != nil {
 			return err
 		}
-		calls[i] = &holdCall{ctx: ctx, d: d, ev: ev}
+		calls[i] = holdCall{d: d, ev: ev}
 	}
 	return h.holdBatch(ctx, calls)
 }

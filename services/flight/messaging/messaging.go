@@ -16,6 +16,7 @@ import (
 
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/groupcommit"
 	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/flight"
 )
@@ -61,7 +62,7 @@ type Handlers struct {
 	topo   events.Topology
 	notify func() // wakes the outbox relay after a commit
 	log    *slog.Logger
-	holds  *holdBatcher
+	holds  *groupcommit.Batcher[int64, holdCall]
 }
 
 // New returns the flight saga handlers over store, for example postgres.NewInventory(pool) or
@@ -75,7 +76,7 @@ func New[T Tx](store Store[T], topo events.Topology, notify func(), log *slog.Lo
 	h.inTx = func(ctx context.Context, fn func(Tx) error) error {
 		return store.InTx(ctx, func(tx T) error { return fn(tx) })
 	}
-	h.holds = newHoldBatcher(maxHoldBatch, h.holdBatch)
+	h.holds = groupcommit.New[int64](maxHoldBatch, h.holdBatch)
 	return h
 }
 
