@@ -9,10 +9,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/groupcommit"
 	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 )
@@ -78,11 +82,14 @@ type Handlers struct {
 	topo    events.Topology
 	log     *slog.Logger
 	changes *booking.Changes
+	replies *groupcommit.Batcher[uint32, reply]
 }
 
 // New returns the booking saga's reply handlers, applying the replies in store.
 func New(store booking.Store, topo events.Topology, log *slog.Logger) *Handlers {
-	return &Handlers{store: store, topo: topo, log: log}
+	h := &Handlers{store: store, topo: topo, log: log}
+	h.replies = groupcommit.New[uint32](maxReplyBatch, h.applyBatch)
+	return h
 }
 
 // WithChanges makes the handlers publish every booking a reply changed to changes once its
@@ -132,34 +139,105 @@ func decode[E events.Event](d consumer.Delivery) (E, error) {
 	return ev, nil
 }
 
-// apply applies in to the booking in one transaction guarded by the inbox. A reply for a booking
-// this service does not know can never apply: it goes to the dead-letter subject.
+// Group commit for replies. Each reply is a short transaction on its own booking's row, so
+// under load the commit and the round trips around it, not locks, are what a reply costs; the
+// replies that arrive while a batch runs are applied together in the next, one transaction
+// and one commit for the lot. Replies are batched per shard of the booking id, so that a few
+// batches run at once on separate connections while every reply of one booking still goes
+// through the same queue, in arrival order.
+const (
+	maxReplyBatch = 64
+	replyShards   = 4
+)
+
+// reply is one delivery of a flight service reply, decoded, waiting for its batch.
+type reply struct {
+	route     string
+	bookingID string
+	d         consumer.Delivery
+	in        booking.Input
+}
+
+// applied is a reply's change to its booking, logged and announced once committed.
+type applied struct {
+	reply
+	change booking.Change
+}
+
+func shard(bookingID string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(bookingID)) // a hash.Hash never fails to write
+	return h.Sum32() % replyShards
+}
+
+// apply applies in to the booking in a transaction guarded by the inbox, together with the
+// other replies queued on the booking's shard. A reply for a booking this service does not
+// know can never apply: it goes to the dead-letter subject.
+//
+// When a batch of several fails, each of its replies is applied again alone rather than
+// returning the batch's error, which may be one message's (an unknown booking): returned to
+// all, it would send the innocent replies back to the broker with the guilty one. The failed
+// batch rolled back, so nothing of it has to be undone; a failure that is not one message's
+// (the database down) fails the lone runs too, and the router redelivers.
 func (h *Handlers) apply(ctx context.Context, route, bookingID string, d consumer.Delivery, in booking.Input) error {
-	changed := false
+	r := reply{route: route, bookingID: bookingID, d: d, in: in}
+	shared, err := h.replies.Do(ctx, shard(bookingID), r)
+	if err != nil && shared && ctx.Err() == nil {
+		h.log.Warn("reply batch failed; applying alone", "msg_id", d.ID, "booking_id", bookingID, "error", err)
+		err = h.applyBatch(ctx, []reply{r})
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, booking.ErrNotFound):
+		return consumer.Permanent(err)
+	default:
+		return fmt.Errorf("reply %s: %w", d.ID, err)
+	}
+}
+
+// applyBatch applies replies in one transaction: for each, it claims the message in the inbox
+// and, the first time, applies it to its booking under the booking's row lock. Replies
+// already processed, including a second delivery in the same batch, change nothing. If any
+// fails, nothing of the batch is written.
+//
+// The bookings are locked in id order (a stable sort, so the replies of one booking keep
+// their arrival order): two batches, or batches of two replicas, then take their row locks in
+// the same order and cannot deadlock on each other.
+func (h *Handlers) applyBatch(ctx context.Context, replies []reply) error {
+	replies = slices.Clone(replies)
+	slices.SortStableFunc(replies, func(a, b reply) int { return strings.Compare(a.bookingID, b.bookingID) })
+	var changed []applied
 	err := h.store.InTx(ctx, func(tx booking.Tx) error {
-		changed = false // InTx may run this again after a deadlock
-		first, err := tx.ClaimMessage(ctx, events.ServiceBooking+"."+route, d.ID)
-		if err != nil || !first {
-			return err
-		}
-		c, err := tx.Apply(ctx, bookingID, in)
-		if err != nil {
-			return err
-		}
-		if !c.Noop() {
-			changed = true
-			h.log.Info("booking changed", "booking_id", bookingID, "from", c.From, "to", c.Booking.Status, "cause", c.Cause, "msg_id", d.ID)
+		changed = changed[:0] // InTx may run this again after a deadlock
+		for _, r := range replies {
+			first, err := tx.ClaimMessage(ctx, events.ServiceBooking+"."+r.route, r.d.ID)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", r.route, r.bookingID, err)
+			}
+			if !first {
+				continue
+			}
+			c, err := tx.Apply(ctx, r.bookingID, r.in)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", r.route, r.bookingID, err)
+			}
+			if !c.Noop() {
+				changed = append(changed, applied{reply: r, change: c})
+			}
 		}
 		return nil
 	})
-	if errors.Is(err, booking.ErrNotFound) {
-		return consumer.Permanent(fmt.Errorf("%s %s: %w", route, bookingID, err))
-	}
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", route, bookingID, err)
+		if len(replies) > 1 {
+			return fmt.Errorf("batch of %d replies: %w", len(replies), err)
+		}
+		return err
 	}
-	if changed {
-		h.changes.Publish(bookingID) // committed: a woken request reads the change
+	for _, a := range changed {
+		c := a.change
+		h.log.Info("booking changed", "booking_id", a.bookingID, "from", c.From, "to", c.Booking.Status, "cause", c.Cause, "msg_id", a.d.ID)
+		h.changes.Publish(a.bookingID) // committed: a woken request reads the change
 	}
 	return nil
 }
