@@ -350,3 +350,86 @@ func BenchmarkHoldHandler(b *testing.B) {
 		run(b, "holds/s", func(ctx context.Context, _ int64, d consumer.Delivery) error { return h.Hold(ctx, d) })
 	})
 }
+
+// TestCommandBatchIsolatesABadMessage lines releases and confirms for one flight up into one
+// batch behind the flight's row lock: confirms of six held bookings, each delivered twice,
+// releases of three, and a confirm for a booking the flight never held. The batch fails for
+// that confirm; every message is then handled alone, so the good ones each change their hold
+// once and reply once, and only the bad one is permanent (dead-lettered by the router).
+func TestCommandBatchIsolatesABadMessage(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, r *rig) {
+		ctx := context.Background()
+		f := r.seedFlight(t, 20)
+		var holds []consumer.Delivery
+		for range 10 {
+			holds = append(holds, r.holdDelivery(t, f))
+		}
+		testenv.Fatal(t, "hold", r.handlers.HoldTogether(ctx, holds))
+		booked := make([]string, len(holds))
+		for i, d := range holds {
+			ev, err := events.DecodeAs[events.SeatHoldRequested](d.Subject, d.Header, d.Data)
+			testenv.Fatal(t, "decode", err)
+			booked[i] = ev.BookingID
+		}
+
+		gate, err := r.db.BeginTx(ctx, nil)
+		testenv.Fatal(t, "begin gate", err)
+		defer gate.Rollback() //nolint:errcheck // released below; this only covers a failed test
+		testenv.Fatal(t, "lock flight", r.backend.lock(ctx, gate, f))
+		opened := make(chan error, 1)
+		go func() {
+			opened <- r.handlers.Release(ctx, delivery(t, r.booking, events.SeatReleaseRequested{BookingID: booked[0], FlightID: f, Seats: 1, Reason: events.ReleaseCancelled}))
+		}()
+		require.Eventually(t, func() bool { q, busy := r.handlers.PendingCommands(f); return busy && q == 0 }, 10*time.Second, time.Millisecond,
+			"the opening release's batch did not start")
+
+		var ds []consumer.Delivery
+		handlers := map[string]consumer.Handler{}
+		for _, id := range booked[1:7] {
+			d := delivery(t, r.booking, events.SeatsConfirmRequested{BookingID: id, FlightID: f, Seats: 1})
+			ds = append(ds, d, d)
+			handlers[d.ID] = r.handlers.Confirm
+		}
+		for _, id := range booked[7:] {
+			d := delivery(t, r.booking, events.SeatReleaseRequested{BookingID: id, FlightID: f, Seats: 1, Reason: events.ReleaseExpired})
+			ds = append(ds, d)
+			handlers[d.ID] = r.handlers.Release
+		}
+		bad := delivery(t, r.booking, events.SeatsConfirmRequested{BookingID: uuid.NewString(), FlightID: f, Seats: 1})
+		handlers[bad.ID] = r.handlers.Confirm
+		ds = append(ds[:5:5], append([]consumer.Delivery{bad}, ds[5:]...)...)
+
+		errs := make([]error, len(ds))
+		var wg sync.WaitGroup
+		for i, d := range ds {
+			wg.Go(func() { errs[i] = consumer.Invoke(ctx, handlers[d.ID], d) })
+		}
+		require.Eventually(t, func() bool { q, _ := r.handlers.PendingCommands(f); return q == len(ds) }, 10*time.Second, time.Millisecond,
+			"the messages did not queue behind the running batch")
+		testenv.Fatal(t, "release flight", gate.Rollback())
+		wg.Wait()
+		testenv.Fatal(t, "opening release", <-opened)
+		for i, err := range errs {
+			switch {
+			case ds[i].ID == bad.ID && !consumer.IsPermanent(err):
+				t.Errorf("confirm of an unknown hold: %v, want a permanent error", err)
+			case ds[i].ID != bad.ID && err != nil:
+				t.Errorf("message %d failed with the bad one: %v", i, err)
+			}
+		}
+
+		c, err := r.inv.SeatCounts(ctx, f)
+		testenv.Fatal(t, "seat counts", err)
+		if c.Available != 14 || c.Held != 0 || c.Sold != 6 {
+			t.Fatalf("seats %+v, want 14 available, 0 held, 6 sold", c)
+		}
+		var confirmed, released int
+		testenv.Fatal(t, "count replies", r.db.QueryRowContext(ctx, `
+		SELECT (SELECT count(*) FROM outbox WHERE subject LIKE '%.seats-confirmed'),
+		       (SELECT count(*) FROM outbox WHERE subject LIKE '%.seats-released')`).Scan(&confirmed, &released))
+		if confirmed != 6 || released != 4 {
+			t.Fatalf("%d SeatsConfirmed and %d SeatsReleased replies, want 6 and 4", confirmed, released)
+		}
+		r.audit(t, f)
+	})
+}

@@ -35,3 +35,8 @@ func (h *Handlers) HoldTogether(ctx context.Context, ds []consumer.Delivery) err
 	}
 	return h.holdBatch(ctx, calls)
 }
+
+// PendingCommands is Pending for flightID's batch of releases and confirms.
+func (h *Handlers) PendingCommands(flightID int64) (queued int, busy bool) {
+	return h.commands.Pending(flightID)
+}

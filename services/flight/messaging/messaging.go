@@ -63,6 +63,8 @@ type Handlers struct {
 	notify func() // wakes the outbox relay after a commit
 	log    *slog.Logger
 	holds  *groupcommit.Batcher[int64, holdCall]
+	// commands batches releases and confirms by flight.
+	commands *groupcommit.Batcher[int64, command]
 }
 
 // New returns the flight saga handlers over store, for example postgres.NewInventory(pool) or
@@ -77,6 +79,7 @@ func New[T Tx](store Store[T], topo events.Topology, notify func(), log *slog.Lo
 		return store.InTx(ctx, func(tx T) error { return fn(tx) })
 	}
 	h.holds = groupcommit.New[int64](maxHoldBatch, h.holdBatch)
+	h.commands = groupcommit.New[int64](maxCommandBatch, h.commandBatch)
 	return h
 }
 
@@ -111,29 +114,61 @@ func decode[E events.Event](d consumer.Delivery) (E, error) {
 	return ev, nil
 }
 
+// command is one delivery waiting for its flight's batch: fn does its work in the batch's
+// transaction, under the message's inbox claim, and returns the replies to queue.
+type command struct {
+	route string
+	d     consumer.Delivery
+	fn    func(ctx context.Context, tx Tx) ([]events.Event, error)
+}
+
+// maxCommandBatch bounds how many releases and confirms one transaction applies.
+const maxCommandBatch = 64
+
 // handle runs fn in a transaction guarded by the inbox, queues the events fn returns in the
-// outbox, commits, and wakes the relay.
-func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery, fn func(tx Tx) ([]events.Event, error)) error {
+// outbox, commits, and wakes the relay. Releases and confirms lock their flight's row as holds
+// do, so the ones for one flight that arrive while another runs share the next transaction
+// (groupcommit, keyed by flight); as for holds, a failed batch is retried message by message,
+// so that only a message that fails alone is redelivered or dead-lettered.
+func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery, flightID int64, fn func(ctx context.Context, tx Tx) ([]events.Event, error)) error {
+	c := command{route: route, d: d, fn: fn}
+	shared, err := h.commands.Do(ctx, flightID, c)
+	if err != nil && shared && ctx.Err() == nil {
+		h.log.Warn("batch failed; handling alone", "route", route, "msg_id", d.ID, "flight_id", flightID, "error", err)
+		err = h.commandBatch(ctx, []command{c})
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", route, d.ID, err)
+	}
+	return nil
+}
+
+// commandBatch runs cmds in one transaction: each claims its message in the inbox and, the
+// first time, does its work; the replies of all go to the outbox in one insert. If any fails,
+// nothing of the batch is written.
+func (h *Handlers) commandBatch(ctx context.Context, cmds []command) error {
 	queued := false
 	err := h.inTx(ctx, func(tx Tx) error {
-		first, err := tx.Claim(ctx, events.ServiceFlight+"."+route, d.ID)
-		if err != nil {
-			return err
-		}
-		if !first {
-			return nil
-		}
-		evs, err := fn(tx)
-		if err != nil {
-			return err
-		}
-		msgs := make([]outbox.Message, 0, len(evs))
-		for _, ev := range evs {
-			m, err := h.topo.Encode(ev)
+		var msgs []outbox.Message
+		for _, c := range cmds {
+			first, err := tx.Claim(ctx, events.ServiceFlight+"."+c.route, c.d.ID)
 			if err != nil {
-				return fmt.Errorf("encode %s: %w", ev.EventType(), err)
+				return err
 			}
-			msgs = append(msgs, outbox.Message(m))
+			if !first {
+				continue
+			}
+			evs, err := c.fn(ctx, tx)
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				m, err := h.topo.Encode(ev)
+				if err != nil {
+					return fmt.Errorf("encode %s: %w", ev.EventType(), err)
+				}
+				msgs = append(msgs, outbox.Message(m))
+			}
 		}
 		if err := tx.Queue(ctx, msgs...); err != nil {
 			return err
@@ -142,7 +177,10 @@ func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", route, d.ID, err)
+		if len(cmds) > 1 {
+			return fmt.Errorf("batch of %d: %w", len(cmds), err)
+		}
+		return err
 	}
 	if queued {
 		h.notify()
@@ -164,17 +202,20 @@ func (h *Handlers) Hold(ctx context.Context, d consumer.Delivery) error {
 // holdOne decides one hold in its own transaction.
 func (h *Handlers) holdOne(ctx context.Context, d consumer.Delivery, ev events.SeatHoldRequested) error {
 	var res flight.Hold
-	err := h.handle(ctx, RouteHold, d, func(tx Tx) (_ []events.Event, err error) {
+	err := h.commandBatch(ctx, []command{{route: RouteHold, d: d, fn: func(ctx context.Context, tx Tx) (_ []events.Event, err error) {
 		res, err = tx.Hold(ctx, flight.HoldRequest{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: ev.Seats})
 		if err != nil {
 			return nil, err
 		}
 		return []events.Event{holdReply(ev, res)}, nil
-	})
-	if err == nil && res.Status != "" { // empty when the inbox said the message was done
+	}}})
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", RouteHold, d.ID, err)
+	}
+	if res.Status != "" { // empty when the inbox said the message was done
 		h.logHold(d, ev, res)
 	}
-	return err
+	return nil
 }
 
 // holdReply is the reply to a hold request that had outcome res.
@@ -207,7 +248,7 @@ func (h *Handlers) Release(ctx context.Context, d consumer.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return h.handle(ctx, RouteRelease, d, func(tx Tx) ([]events.Event, error) {
+	return h.handle(ctx, RouteRelease, d, ev.FlightID, func(ctx context.Context, tx Tx) ([]events.Event, error) {
 		res, err := tx.Release(ctx, ev.BookingID, ev.FlightID)
 		if err != nil {
 			return nil, err
@@ -223,7 +264,7 @@ func (h *Handlers) Confirm(ctx context.Context, d consumer.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return h.handle(ctx, RouteConfirm, d, func(tx Tx) ([]events.Event, error) {
+	return h.handle(ctx, RouteConfirm, d, ev.FlightID, func(ctx context.Context, tx Tx) ([]events.Event, error) {
 		res, err := tx.Confirm(ctx, ev.BookingID)
 		if errors.Is(err, flight.ErrHoldReleased) {
 			// The booking was cancelled after paying and its release got here first.
