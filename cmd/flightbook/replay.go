@@ -235,7 +235,7 @@ func serviceRoute(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ta
 		rules := booking.Rules{HoldTTL: cfg.HoldTTL, PendingTimeout: cfg.PendingTimeout}
 		store := mysql.NewStore(db, rules, bookingmessaging.Emit(topo, outbox.AddMySQL))
 		bookingmessaging.New(store, topo, log).Register(router)
-		processed = replay.MySQLInbox(db, inboxName)
+		processed = replay.SQLInbox(db, inboxName)
 	default:
 		return fail(fmt.Errorf("replay: --to-consumer %q: give SERVICE/ROUTE with service flight or booking", target))
 	}
