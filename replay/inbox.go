@@ -26,9 +26,11 @@ func PostgresInbox(pool *pgxpool.Pool, consumer string) Processed {
 	}
 }
 
-// MySQLInbox reports whether the inbox of db holds msgID for consumer (see InboxConsumer):
-// the booking service's handlers.
-func MySQLInbox(db *sql.DB, consumer string) Processed {
+// SQLInbox reports whether the inbox of db holds msgID for consumer (see InboxConsumer), for
+// the services' MySQL and SQLite databases: both inbox tables are keyed (consumer, msg_id) and
+// both drivers take ? placeholders. SQLite answers EXISTS with 0 or 1, which database/sql
+// scans into a bool as it does MySQL's.
+func SQLInbox(db *sql.DB, consumer string) Processed {
 	return func(ctx context.Context, msgID string) (bool, error) {
 		var done bool
 		err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = ? AND msg_id = ?)`,

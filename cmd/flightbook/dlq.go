@@ -21,10 +21,7 @@ import (
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/dlq"
 	"github.com/flightbook/flightbook/events"
-	"github.com/flightbook/flightbook/outbox"
-	"github.com/flightbook/flightbook/services/booking"
 	bookingmessaging "github.com/flightbook/flightbook/services/booking/messaging"
-	"github.com/flightbook/flightbook/services/booking/mysql"
 	flightmessaging "github.com/flightbook/flightbook/services/flight/messaging"
 	"github.com/flightbook/flightbook/services/flight/postgres"
 )
@@ -216,11 +213,11 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 // serviceHandlers returns the live handlers of the services that entries belong to, each built
-// as serveFlight and serveBooking build them, on the service's own database, so that a
-// redriven message goes through the same code, inbox and outbox as a delivery. The replies
-// they queue in the outbox are published by the running service's relay (it polls), so none is
-// run here. A dry run connects to no database: Redrive calls no handler then, it only asks
-// whether one exists.
+// as serveFlight and serveBooking build them, on the service's own database (openFlightDB,
+// openBookingDB: the server database or the SQLite file), so that a redriven message goes
+// through the same code, inbox and outbox as a delivery. The replies they queue in the outbox
+// are published by the running service's relay (it polls), so none is run here. A dry run
+// connects to no database: Redrive calls no handler then, it only asks whether one exists.
 func serviceHandlers(ctx context.Context, entries []dlq.Entry, dryRun bool, log *slog.Logger) (dlq.HandlerFor, func(), error) {
 	services := map[string]func(route string) (consumer.Handler, bool){}
 	var closers []func()
@@ -242,16 +239,17 @@ func serviceHandlers(ctx context.Context, entries []dlq.Entry, dryRun bool, log 
 			}
 			topo := events.Topology{Namespace: cfg.NATS.Namespace, Source: "flightbook/flight"}
 			if dryRun {
+				// Any store type will do: the handlers are only looked up, never run.
 				services[e.Service] = flightmessaging.New((*postgres.Inventory)(nil), topo, nil, log).Handler
 				continue
 			}
-			pool, err := postgres.Open(ctx, cfg.PostgresURL, cfg.PostgresMax, log)
+			db, err := openFlightDB(ctx, cfg, topo, log)
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("dlq redrive: flight database: %w", err)
 			}
-			closers = append(closers, pool.Close)
-			services[e.Service] = flightmessaging.New(postgres.NewInventory(pool), topo, nil, log).Handler
+			closers = append(closers, db.close)
+			services[e.Service] = db.handlers(nil, log).Handler
 		case events.ServiceBooking:
 			var cfg bookingConfig
 			if err := config.Load(&cfg); err != nil {
@@ -263,15 +261,13 @@ func serviceHandlers(ctx context.Context, entries []dlq.Entry, dryRun bool, log 
 				services[e.Service] = bookingmessaging.New(nil, topo, log).Handler
 				continue
 			}
-			db, err := mysql.Open(ctx, cfg.MySQLDSN, cfg.MySQLMaxConns, log)
+			db, err := openBookingDB(ctx, cfg, topo, log)
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("dlq redrive: booking database: %w", err)
 			}
-			closers = append(closers, func() { _ = db.Close() })
-			rules := booking.Rules{HoldTTL: cfg.HoldTTL, PendingTimeout: cfg.PendingTimeout}
-			store := mysql.NewStore(db, rules, bookingmessaging.Emit(topo, outbox.AddMySQL))
-			services[e.Service] = bookingmessaging.New(store, topo, log).Handler
+			closers = append(closers, func() { _ = db.sql.Close() })
+			services[e.Service] = bookingmessaging.New(db.store, topo, log).Handler
 		}
 	}
 	handlerFor := func(service, route string) (consumer.Handler, bool) {

@@ -144,9 +144,17 @@ func TestDLQCommand(t *testing.T) {
 	}
 }
 
-// deadLetter stores ev in the booking service's DLQ as its router does after the last
-// delivery fails, and returns the message id.
+// deadLetter stores ev, a reply the booking service's seats-held route read from the FLIGHT
+// stream, in the DLQ as its router does after the last delivery fails, and returns the
+// message id.
 func deadLetter(t *testing.T, js jetstream.JetStream, topo events.Topology, ev events.Event) string {
+	t.Helper()
+	return deadLetterOf(t, js, topo, events.ServiceBooking, bookingmessaging.RouteHeld, events.StreamFlight, ev)
+}
+
+// deadLetterOf stores ev in the DLQ as the router of service does after the last delivery to
+// route, which reads stream, fails, and returns the message id.
+func deadLetterOf(t *testing.T, js jetstream.JetStream, topo events.Topology, service, route, stream string, ev events.Event) string {
 	t.Helper()
 	m, err := topo.Encode(ev)
 	testenv.Fatal(t, "encode", err)
@@ -156,16 +164,16 @@ func deadLetter(t *testing.T, js jetstream.JetStream, topo events.Topology, ev e
 			h[k] = v
 		}
 	}
-	h.Set(consumer.HeaderDLQError, "booking service was down")
+	h.Set(consumer.HeaderDLQError, service+" service was down")
 	h.Set(consumer.HeaderDLQPermanent, "false")
 	h.Set(consumer.HeaderDLQAttempts, "5")
-	h.Set(consumer.HeaderDLQService, events.ServiceBooking)
-	h.Set(consumer.HeaderDLQRoute, bookingmessaging.RouteHeld)
+	h.Set(consumer.HeaderDLQService, service)
+	h.Set(consumer.HeaderDLQRoute, route)
 	h.Set(consumer.HeaderDLQOriginalSubject, m.Subject)
-	h.Set(consumer.HeaderDLQOriginalStream, topo.StreamName(events.StreamFlight))
+	h.Set(consumer.HeaderDLQOriginalStream, topo.StreamName(stream))
 	h.Set(consumer.HeaderDLQOriginalSeq, strconv.Itoa(1))
 	h.Set(consumer.HeaderDLQOriginalID, m.ID)
-	subject := consumer.DLQSubject(topo.Namespace, events.ServiceBooking, bookingmessaging.RouteHeld)
+	subject := consumer.DLQSubject(topo.Namespace, service, route)
 	_, err = js.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Header: h, Data: m.Data}, jetstream.WithMsgID("dlq:"+m.ID))
 	testenv.Fatal(t, "dead-letter", err)
 	return m.ID

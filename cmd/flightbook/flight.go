@@ -18,6 +18,7 @@ import (
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
 	"github.com/flightbook/flightbook/outbox"
+	"github.com/flightbook/flightbook/replay"
 	"github.com/flightbook/flightbook/services/flight"
 	"github.com/flightbook/flightbook/services/flight/api"
 	"github.com/flightbook/flightbook/services/flight/messaging"
@@ -83,6 +84,10 @@ type flightDB struct {
 	inventory flight.Inventory
 	handlers  func(notify func(), log *slog.Logger) *messaging.Handlers
 	relay     func(js jetstream.JetStream, cfg outbox.RelayConfig, log *slog.Logger) *outbox.Relay
+	// processed and countOutbox serve the operator commands (flightbook replay, outbox
+	// republish --dry-run), which work on either database as the service does.
+	processed   func(consumer string) replay.Processed
+	countOutbox func(ctx context.Context, since time.Time) (int64, error)
 }
 
 // openFlightDB opens and migrates the flight database and builds its stores.
@@ -103,6 +108,10 @@ func openFlightDB(ctx context.Context, cfg flightConfig, topo events.Topology, l
 			relay: func(js jetstream.JetStream, c outbox.RelayConfig, l *slog.Logger) *outbox.Relay {
 				return outbox.NewSQLiteRelay(db, js, c, l)
 			},
+			processed: func(consumer string) replay.Processed { return replay.SQLInbox(db, consumer) },
+			countOutbox: func(ctx context.Context, since time.Time) (int64, error) {
+				return countSQLOutbox(ctx, db, since, outbox.SQLiteTimeFormat)
+			},
 		}, nil
 	}
 	pool, err := postgres.Open(ctx, cfg.PostgresURL, cfg.PostgresMax, log)
@@ -118,6 +127,10 @@ func openFlightDB(ctx context.Context, cfg flightConfig, topo events.Topology, l
 		},
 		relay: func(js jetstream.JetStream, c outbox.RelayConfig, l *slog.Logger) *outbox.Relay {
 			return outbox.NewPostgresRelay(pool, js, c, l)
+		},
+		processed: func(consumer string) replay.Processed { return replay.PostgresInbox(pool, consumer) },
+		countOutbox: func(ctx context.Context, since time.Time) (int64, error) {
+			return countPostgresOutbox(ctx, pool, since)
 		},
 	}, nil
 }

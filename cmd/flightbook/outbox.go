@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -15,8 +16,6 @@ import (
 	"github.com/flightbook/flightbook/config"
 	"github.com/flightbook/flightbook/events"
 	"github.com/flightbook/flightbook/outbox"
-	"github.com/flightbook/flightbook/services/booking/mysql"
-	"github.com/flightbook/flightbook/services/flight/postgres"
 )
 
 // outboxConfig is what flightbook outbox reads itself; republish also reads the settings of
@@ -103,13 +102,15 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 
-	// What republishing needs of a service: how it reaches NATS, its relay, and a count of
-	// the rows for the dry run.
+	// What republishing needs of a service: how it reaches NATS, and its database's relay and
+	// count of the rows (for the dry run), on whichever database the service is configured
+	// with (openFlightDB, openBookingDB).
 	var (
 		svcNATS  natsConfig
 		streams  events.StreamConfig
-		newRelay func(js jetstream.JetStream) *outbox.Relay
-		count    func() (int64, error)
+		relayCfg outbox.RelayConfig
+		newRelay func(js jetstream.JetStream, cfg outbox.RelayConfig, log *slog.Logger) *outbox.Relay
+		count    func(ctx context.Context, since time.Time) (int64, error)
 	)
 	switch service {
 	case events.ServiceFlight:
@@ -117,32 +118,30 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := config.Load(&sc); err != nil {
 			return err
 		}
-		pool, err := postgres.Open(ctx, sc.PostgresURL, sc.PostgresMax, log)
+		db, err := openFlightDB(ctx, sc, events.Topology{Namespace: sc.NATS.Namespace, Source: "flightbook/flight"}, log)
 		if err != nil {
 			return fmt.Errorf("outbox republish: flight database: %w", err)
 		}
-		defer pool.Close()
-		svcNATS, streams = sc.NATS, sc.Streams
-		newRelay = func(js jetstream.JetStream) *outbox.Relay { return outbox.NewPostgresRelay(pool, js, sc.Outbox, log) }
-		count = func() (int64, error) { return countPostgresOutbox(ctx, pool, from) }
+		defer db.close()
+		svcNATS, streams, relayCfg = sc.NATS, sc.Streams, sc.Outbox
+		newRelay, count = db.relay, db.countOutbox
 	case events.ServiceBooking:
 		var sc bookingConfig
 		if err := config.Load(&sc); err != nil {
 			return err
 		}
-		db, err := mysql.Open(ctx, sc.MySQLDSN, sc.MySQLMaxConns, log)
+		db, err := openBookingDB(ctx, sc, events.Topology{Namespace: sc.NATS.Namespace, Source: "flightbook/booking"}, log)
 		if err != nil {
 			return fmt.Errorf("outbox republish: booking database: %w", err)
 		}
-		defer db.Close()
-		svcNATS, streams = sc.NATS, sc.Streams
-		newRelay = func(js jetstream.JetStream) *outbox.Relay { return outbox.NewMySQLRelay(db, js, sc.Outbox, log) }
-		count = func() (int64, error) { return countMySQLOutbox(ctx, db, from) }
+		defer db.sql.Close()
+		svcNATS, streams, relayCfg = sc.NATS, sc.Streams, sc.Outbox
+		newRelay, count = db.relay, db.countOutbox
 	}
 	when := from.Format(time.RFC3339)
 
 	if dryRun {
-		n, err := count()
+		n, err := count(ctx, from)
 		if err != nil {
 			return fmt.Errorf("outbox republish: %w", err)
 		}
@@ -163,7 +162,7 @@ func runOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := events.EnsureStreams(ctx, js, events.Topology{Namespace: svcNATS.Namespace}, streams); err != nil {
 		return err
 	}
-	n, err := newRelay(js).Republish(ctx, from)
+	n, err := newRelay(js, relayCfg, log).Republish(ctx, from)
 	fmt.Fprintf(stdout, "republished %d %s outbox row(s) created since %s; JetStream kept one copy of each message id within its duplicate window\n",
 		n, service, when)
 	return err
@@ -179,13 +178,18 @@ func countPostgresOutbox(ctx context.Context, pool *pgxpool.Pool, since time.Tim
 	return n, nil
 }
 
-// countMySQLOutbox counts the booking outbox's rows that Relay.Republish(since) would send.
-// created_at is a UTC DATETIME, compared with a UTC string as the relay does, whatever time
-// zone the driver would convert a time.Time to.
-func countMySQLOutbox(ctx context.Context, db *sql.DB, since time.Time) (int64, error) {
+// mysqlOutboxTime is how the MySQL relay writes a time to compare with the outbox's
+// created_at, a UTC DATETIME(6).
+const mysqlOutboxTime = "2006-01-02 15:04:05.999999"
+
+// countSQLOutbox counts the rows of a MySQL or SQLite outbox that Relay.Republish(since) would
+// send. Both keep created_at in UTC (a DATETIME, or text in outbox.SQLiteTimeFormat), and the
+// relays compare it with since written as UTC text in that layout, whatever time zone a driver
+// would convert a time.Time to; this does the same.
+func countSQLOutbox(ctx context.Context, db *sql.DB, since time.Time, layout string) (int64, error) {
 	var n int64
 	err := db.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE created_at >= ?`,
-		since.UTC().Format("2006-01-02 15:04:05.999999")).Scan(&n)
+		since.UTC().Format(layout)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count outbox rows since %s: %w", since.Format(time.RFC3339), err)
 	}

@@ -17,13 +17,8 @@ import (
 	"github.com/flightbook/flightbook/config"
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
-	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/replay"
-	"github.com/flightbook/flightbook/services/booking"
 	bookingmessaging "github.com/flightbook/flightbook/services/booking/messaging"
-	"github.com/flightbook/flightbook/services/booking/mysql"
-	flightmessaging "github.com/flightbook/flightbook/services/flight/messaging"
-	"github.com/flightbook/flightbook/services/flight/postgres"
 )
 
 // replayConfig is what flightbook replay reads; --to-consumer also reads the settings of the
@@ -187,9 +182,10 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // serviceRoute returns the route named by target ("service/route") as its service registers
 // it: the stream and subject it reads, and its live handler built as serveFlight and
-// serveBooking build it, on the service's own database, so that a replayed message goes
-// through the same code, inbox and outbox as a delivery. processed asks that route's inbox.
-// No relay runs here: the running service's relay publishes the replies (it polls).
+// serveBooking build it, on the service's own database (openFlightDB, openBookingDB: the
+// server database or the SQLite file), so that a replayed message goes through the same code,
+// inbox and outbox as a delivery. processed asks that route's inbox. No relay runs here: the
+// running service's relay publishes the replies (it polls).
 func serviceRoute(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, target string, log *slog.Logger) (_ consumer.Route, _ replay.Processed, closeDB func(), _ error) {
 	service, name, _ := strings.Cut(target, "/")
 	fail := func(err error) (consumer.Route, replay.Processed, func(), error) {
@@ -211,13 +207,13 @@ func serviceRoute(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ta
 		if router, err = consumer.New(nc, js, service, cfg.NATS.Namespace, consumer.Config{}, log); err != nil {
 			return fail(err)
 		}
-		pool, err := postgres.Open(ctx, cfg.PostgresURL, cfg.PostgresMax, log)
+		db, err := openFlightDB(ctx, cfg, topo, log)
 		if err != nil {
 			return fail(fmt.Errorf("replay: flight database: %w", err))
 		}
-		closeDB = pool.Close
-		flightmessaging.New(postgres.NewInventory(pool), topo, nil, log).Register(router)
-		processed = replay.PostgresInbox(pool, inboxName)
+		closeDB = db.close
+		db.handlers(nil, log).Register(router)
+		processed = db.processed(inboxName)
 	case events.ServiceBooking:
 		var cfg bookingConfig
 		if err := config.Load(&cfg); err != nil {
@@ -227,15 +223,13 @@ func serviceRoute(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ta
 		if router, err = consumer.New(nc, js, service, cfg.NATS.Namespace, consumer.Config{}, log); err != nil {
 			return fail(err)
 		}
-		db, err := mysql.Open(ctx, cfg.MySQLDSN, cfg.MySQLMaxConns, log)
+		db, err := openBookingDB(ctx, cfg, topo, log)
 		if err != nil {
 			return fail(fmt.Errorf("replay: booking database: %w", err))
 		}
-		closeDB = func() { _ = db.Close() }
-		rules := booking.Rules{HoldTTL: cfg.HoldTTL, PendingTimeout: cfg.PendingTimeout}
-		store := mysql.NewStore(db, rules, bookingmessaging.Emit(topo, outbox.AddMySQL))
-		bookingmessaging.New(store, topo, log).Register(router)
-		processed = replay.MySQLInbox(db, inboxName)
+		closeDB = func() { _ = db.sql.Close() }
+		bookingmessaging.New(db.store, topo, log).Register(router)
+		processed = db.processed(inboxName)
 	default:
 		return fail(fmt.Errorf("replay: --to-consumer %q: give SERVICE/ROUTE with service flight or booking", target))
 	}
