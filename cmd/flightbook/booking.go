@@ -156,8 +156,15 @@ func serveBooking(ctx context.Context, cfg bookingConfig, ln net.Listener, log *
 	log = log.With("service", events.ServiceBooking)
 	relay := db.relay(js, cfg.Outbox, log)
 	store := db.store
-	changes := &booking.Changes{} // the reply handlers wake the API's Prefer: wait requests
+	// The reply handlers, and the events of other replicas, wake the API's Prefer: wait
+	// requests.
+	changes := &booking.Changes{}
 	messaging.New(store, topo, log).WithChanges(changes).Register(router)
+	wake, err := messaging.WakeOnEvents(nc, topo, changes)
+	if err != nil {
+		return err
+	}
+	defer wake.Unsubscribe() //nolint:errcheck // the connection closes on return anyway
 	reconciler, err := newBookingReconciler(cfg, store, authn)
 	if err != nil {
 		return err

@@ -47,11 +47,13 @@ type Deps struct {
 	// Notify, when set, is called after a commit that queued effects (it wakes the outbox
 	// relay, which otherwise finds them on its next poll).
 	Notify func()
-	// Changes, when set, wakes a Prefer: wait request as soon as a saga reply handler of this
-	// process has changed its booking.
+	// Changes, when set, wakes a Prefer: wait request as soon as its booking has changed: at
+	// once for a change this process made, and for another replica's once its event is
+	// published (messaging.WakeOnEvents).
 	Changes *booking.Changes
-	// PollEvery is how often a Prefer: wait request re-reads the booking anyway, for changes
-	// committed by another replica, which Changes cannot see; 100 ms when zero.
+	// PollEvery is how long a Prefer: wait request waits before it re-reads the booking anyway,
+	// in case a wake-up was missed (another replica's event while NATS was away); each further
+	// wait is twice the last, up to ten times PollEvery. 100 ms when zero.
 	PollEvery time.Duration
 	// FlightCacheTTL is how long a flight read from the local catalogue is trusted by
 	// POST /bookings; 1 s when zero, and a negative value reads it on every request.
@@ -355,13 +357,16 @@ func preferWait(values []string) (time.Duration, bool) {
 }
 
 // await re-reads b until it leaves PENDING, wait passes or the client goes away, and returns
-// it as it then stands. It reads when changed says a reply handler of this process has
-// changed b, and every PollEvery anyway: the reply may be handled by another replica, whose
-// changes only a read of the database shows.
+// it as it then stands. It reads when changed says b has changed, and after PollEvery anyway,
+// backing off to ten times that. The backoff matters under load: when the saga runs slowly,
+// every waiting request polling at a fixed 100 ms multiplied the database's reads just when
+// it had least to spare (a saga run at 200/s spent a fifth of the booking process's CPU in
+// await, docs/performance.md).
 func (s *server) await(c *gin.Context, b booking.Booking, wait time.Duration, changed <-chan struct{}) booking.Booking {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), wait)
 	defer cancel()
-	t := time.NewTicker(s.PollEvery)
+	poll := s.PollEvery
+	t := time.NewTimer(poll)
 	defer t.Stop()
 	for b.Status == booking.Pending {
 		select {
@@ -369,6 +374,8 @@ func (s *server) await(c *gin.Context, b booking.Booking, wait time.Duration, ch
 			return b
 		case <-changed:
 		case <-t.C:
+			poll = min(2*poll, 10*s.PollEvery)
+			t.Reset(poll)
 		}
 		nb, err := s.Store.Get(ctx, b.ID)
 		if err != nil {
