@@ -20,10 +20,17 @@ import (
 // placeholders per statement.
 const mysqlInsertChunk = 1000
 
+// Execer runs a statement in the caller's transaction: a *sql.Tx, or a store's writer that
+// queues statements whose results nobody reads and sends them to the server together
+// (services/booking/mysql). The Add functions never read the result.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
 // AddMySQL adds msgs to the outbox inside tx, the caller's MySQL/MariaDB transaction, so they
 // are published if and only if tx commits. Call the relay's Notify after the commit to publish
 // them at once rather than at the next poll.
-func AddMySQL(ctx context.Context, tx *sql.Tx, msgs ...Message) error {
+func AddMySQL(ctx context.Context, tx Execer, msgs ...Message) error {
 	for len(msgs) > 0 {
 		n := min(len(msgs), mysqlInsertChunk)
 		chunk := msgs[:n]

@@ -41,7 +41,7 @@ const SQLiteTimeFormat = "2006-01-02 15:04:05.000"
 //
 // AUTOINCREMENT keeps ids from being reused after the newest rows are deleted, which the
 // relay's "id above the last one sent" reading relies on.
-func AddSQLite(ctx context.Context, tx *sql.Tx, msgs ...Message) error {
+func AddSQLite(ctx context.Context, tx Execer, msgs ...Message) error {
 	for len(msgs) > 0 {
 		n := min(len(msgs), sqliteInsertChunk)
 		chunk := msgs[:n]

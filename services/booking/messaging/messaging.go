@@ -6,7 +6,6 @@ package messaging
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -33,8 +32,8 @@ const (
 // becomes an event in the booking outbox, in the change's own transaction, so an event is
 // published if and only if the change committed. add writes to the outbox of the store's
 // database: outbox.AddMySQL or outbox.AddSQLite.
-func Emit(topo events.Topology, add func(ctx context.Context, tx *sql.Tx, msgs ...outbox.Message) error) func(ctx context.Context, tx *sql.Tx, b booking.Booking, effects []booking.Effect) error {
-	return func(ctx context.Context, tx *sql.Tx, b booking.Booking, effects []booking.Effect) error {
+func Emit(topo events.Topology, add func(ctx context.Context, tx outbox.Execer, msgs ...outbox.Message) error) func(ctx context.Context, tx outbox.Execer, b booking.Booking, effects []booking.Effect) error {
+	return func(ctx context.Context, tx outbox.Execer, b booking.Booking, effects []booking.Effect) error {
 		msgs := make([]outbox.Message, 0, len(effects))
 		for _, e := range effects {
 			ev, err := Event(b, e)

@@ -9,13 +9,14 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 )
 
 // Emit writes a change's effects for publication, inside the transaction that makes the
 // change, so they are published if and only if the change commits. b is the booking as it
 // became. The service wires it to the outbox; tests record the effects.
-type Emit func(ctx context.Context, tx *sql.Tx, b booking.Booking, effects []booking.Effect) error
+type Emit func(ctx context.Context, tx outbox.Execer, b booking.Booking, effects []booking.Effect) error
 
 // Store keeps bookings and their history, payments and idempotency keys, and runs the
 // saga's transitions under the booking's row lock. It implements booking.Store.
@@ -39,7 +40,7 @@ const DefaultKeyStaleAfter = 2 * time.Minute
 // produces effects; nil discards them.
 func NewStore(db *sql.DB, rules booking.Rules, emit Emit) *Store {
 	if emit == nil {
-		emit = func(context.Context, *sql.Tx, booking.Booking, []booking.Effect) error { return nil }
+		emit = func(context.Context, outbox.Execer, booking.Booking, []booking.Effect) error { return nil }
 	}
 	return &Store{db: db, rules: rules, emit: emit, now: time.Now, keyStaleAfter: DefaultKeyStaleAfter}
 }
@@ -74,13 +75,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // InTx runs fn in one transaction; see inTx for the retries of deadlocks.
 func (s *Store) InTx(ctx context.Context, fn func(booking.Tx) error) error {
-	return inTx(ctx, s.db, func(t *sql.Tx) error { return fn(&tx{s: s, tx: t}) })
-}
-
-// tx is booking.Tx over one MySQL transaction.
-type tx struct {
-	s  *Store
-	tx *sql.Tx
+	return s.inTx(ctx, func(t *tx) error { return fn(t) })
 }
 
 // Create records a new PENDING booking and its SeatHoldRequested in one transaction.
@@ -105,13 +100,10 @@ func (t *tx) Create(ctx context.Context, userID string, flightID int64, seats in
 	}
 	c := booking.New(id.String(), userID, flightID, seats, t.s.Now())
 	b := c.Booking
-	_, err = t.tx.ExecContext(ctx, `
+	t.later(`
 		INSERT INTO bookings (id, user_id, flight_id, seats, status, created_at, updated_at, version)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.ID, b.UserID, b.FlightID, b.Seats, b.Status, b.CreatedAt, b.UpdatedAt, b.Version)
-	if err != nil {
-		return booking.Booking{}, fmt.Errorf("insert booking: %w", err)
-	}
 	if err := t.record(ctx, c); err != nil {
 		return booking.Booking{}, err
 	}
@@ -262,7 +254,7 @@ func scanBooking(row scanner) (booking.Booking, error) {
 // booking goes through here, which is what makes payment, cancel and expiry mutually
 // exclusive.
 func (t *tx) lock(ctx context.Context, id string) (booking.Booking, error) {
-	b, err := scanBooking(t.tx.QueryRowContext(ctx, selectBooking+` WHERE id = ? FOR UPDATE`, id))
+	b, err := scanBooking(t.queryRow(ctx, selectBooking+` WHERE id = ? FOR UPDATE`, id))
 	if err != nil {
 		return booking.Booking{}, fmt.Errorf("lock booking %s: %w", id, err)
 	}
@@ -274,7 +266,7 @@ func (t *tx) lock(ctx context.Context, id string) (booking.Booking, error) {
 // owed, and the effects.
 func (t *tx) save(ctx context.Context, version int64, c booking.Change) error {
 	b := c.Booking
-	res, err := t.tx.ExecContext(ctx, `
+	res, err := t.exec(ctx, `
 		UPDATE bookings SET status = ?, unit_price = ?, total = ?, currency = ?, hold_expires_at = ?,
 		       reject_reason = ?, payment_id = ?, updated_at = ?, version = ?
 		WHERE id = ? AND version = ?`,
@@ -299,17 +291,14 @@ func (t *tx) save(ctx context.Context, version int64, c booking.Change) error {
 // record writes the history line and emits the effects of a change already written.
 func (t *tx) record(ctx context.Context, c booking.Change) error {
 	b := c.Booking
-	_, err := t.tx.ExecContext(ctx, `
+	t.later(`
 		INSERT INTO booking_history (booking_id, seq, from_status, to_status, cause, detail, at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		b.ID, b.Version, c.From, b.Status, c.Cause, truncate(c.Detail, 512), b.UpdatedAt.UTC())
-	if err != nil {
-		return fmt.Errorf("booking %s history: %w", b.ID, err)
-	}
 	if len(c.Effects) == 0 {
 		return nil
 	}
-	if err := t.s.emit(ctx, t.tx, b, c.Effects); err != nil {
+	if err := t.s.emit(ctx, t, b, c.Effects); err != nil {
 		return fmt.Errorf("booking %s: emit: %w", b.ID, err)
 	}
 	return nil

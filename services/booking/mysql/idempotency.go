@@ -18,7 +18,7 @@ import (
 // A concurrent request with the same key blocks on the uncommitted row until this
 // transaction ends, then sees the completed key and replays it.
 func (t *tx) ClaimKey(ctx context.Context, key booking.Key) (*booking.Response, error) {
-	_, err := t.tx.ExecContext(ctx, `
+	_, err := t.exec(ctx, `
 		INSERT INTO idempotency_keys (user_id, `+"`key`"+`, request_hash, status, created_at)
 		VALUES (?, ?, ?, 'in_progress', ?)`,
 		key.UserID, key.Key, key.Hash, time.Now().UTC())
@@ -35,7 +35,7 @@ func (t *tx) ClaimKey(ctx context.Context, key booking.Key) (*booking.Response, 
 		created      time.Time
 	)
 	// A locking read sees the latest committed row, not this transaction's snapshot.
-	err = t.tx.QueryRowContext(ctx, `
+	err = t.queryRow(ctx, `
 		SELECT request_hash, status, response_status, response_body, created_at
 		FROM idempotency_keys WHERE user_id = ? AND `+"`key`"+` = ? LOCK IN SHARE MODE`,
 		key.UserID, key.Key).Scan(&hash, &status, &code, &body, &created)
@@ -51,7 +51,7 @@ func (t *tx) ClaimKey(ctx context.Context, key booking.Key) (*booking.Response, 
 		return nil, booking.ErrKeyInProgress
 	}
 	// Stale: its request died. Take it over, unless another retry just did.
-	res, err := t.tx.ExecContext(ctx, `
+	res, err := t.exec(ctx, `
 		UPDATE idempotency_keys SET created_at = ?
 		WHERE user_id = ? AND `+"`key`"+` = ? AND status = 'in_progress' AND created_at = ?`,
 		time.Now().UTC(), key.UserID, key.Key, created)
@@ -79,14 +79,11 @@ func (s *Store) ClaimKey(ctx context.Context, key booking.Key) (*booking.Respons
 
 // CompleteKey stores the response of the request that claimed key, in the transaction that
 // did its work.
-func (t *tx) CompleteKey(ctx context.Context, key booking.Key, r booking.Response) error {
-	_, err := t.tx.ExecContext(ctx, `
+func (t *tx) CompleteKey(_ context.Context, key booking.Key, r booking.Response) error {
+	t.later(`
 		UPDATE idempotency_keys SET status = 'done', response_status = ?, response_body = ?
 		WHERE user_id = ? AND `+"`key`"+` = ?`,
 		r.Status, r.Body, key.UserID, key.Key)
-	if err != nil {
-		return fmt.Errorf("complete idempotency key: %w", err)
-	}
 	return nil
 }
 
@@ -103,5 +100,8 @@ func (s *Store) ReleaseKey(ctx context.Context, key booking.Key) error {
 
 // ClaimMessage records in the inbox that consumer processed msgID; see inbox.ClaimMySQL.
 func (t *tx) ClaimMessage(ctx context.Context, consumer, msgID string) (bool, error) {
+	if err := t.flush(ctx); err != nil {
+		return false, err
+	}
 	return inbox.ClaimMySQL(ctx, t.tx, consumer, msgID)
 }

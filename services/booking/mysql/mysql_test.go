@@ -3,12 +3,17 @@ package mysql_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/flightbook/flightbook/events"
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
+	bookingmessaging "github.com/flightbook/flightbook/services/booking/messaging"
 	"github.com/flightbook/flightbook/services/booking/mysql"
 	"github.com/flightbook/flightbook/services/booking/storetest"
 	"github.com/flightbook/flightbook/testenv"
@@ -67,5 +72,59 @@ func TestClaimExpiredSkipsLockedRows(t *testing.T) {
 	claimed, err := later.ClaimExpired(ctx, 10)
 	if err != nil || !slices.Equal(claimed, ids) {
 		t.Fatalf("after the lock: %v %v, want %v", claimed, err, ids)
+	}
+}
+
+// TestQueuedWritesFailTogether: the writes a transaction queues (booking, history, outbox,
+// idempotency key completion) are sent together; when one of them fails, here the outbox
+// refusing every row, the whole transaction fails with that statement's error and leaves
+// nothing behind, and once the fault is gone the same request writes everything.
+func TestQueuedWritesFailTogether(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := open(t)
+	topo := events.Topology{Source: "test/booking"}
+	store := mysql.NewStore(db, booking.Rules{HoldTTL: time.Minute, PendingTimeout: time.Minute},
+		bookingmessaging.Emit(topo, outbox.AddMySQL))
+	key := booking.Key{UserID: "alice", Key: "k1", Hash: "h1"}
+	create := func() error {
+		return store.InTx(ctx, func(tx booking.Tx) error {
+			if r, err := tx.ClaimKey(ctx, key); err != nil || r != nil {
+				return fmt.Errorf("claim: %v %v", r, err)
+			}
+			b, err := tx.Create(ctx, "alice", 7, 1)
+			if err != nil {
+				return err
+			}
+			return tx.CompleteKey(ctx, key, booking.Response{Status: 202, Body: []byte(b.ID)})
+		})
+	}
+	written := func() (rows [4]int) {
+		testenv.Fatal(t, "count", db.QueryRowContext(ctx, `SELECT
+			(SELECT count(*) FROM bookings), (SELECT count(*) FROM booking_history),
+			(SELECT count(*) FROM outbox), (SELECT count(*) FROM idempotency_keys)`).Scan(&rows[0], &rows[1], &rows[2], &rows[3]))
+		return rows
+	}
+
+	_, err := db.ExecContext(ctx, `CREATE TRIGGER refuse_all BEFORE INSERT ON outbox FOR EACH ROW
+		SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refuse_all'`)
+	testenv.Fatal(t, "break outbox", err)
+	if err := create(); err == nil || !strings.Contains(err.Error(), "refuse_all") {
+		t.Fatalf("create with the outbox refusing: %v, want the outbox's refusal", err)
+	}
+	if w := written(); w != [4]int{} {
+		t.Fatalf("failed transaction left bookings, history, outbox, keys = %v", w)
+	}
+
+	_, err = db.ExecContext(ctx, `DROP TRIGGER refuse_all`)
+	testenv.Fatal(t, "mend outbox", err)
+	testenv.Fatal(t, "create", create())
+	if w := written(); w != [4]int{1, 1, 1, 1} {
+		t.Fatalf("bookings, history, outbox, keys = %v, want one each", w)
+	}
+	var status string
+	testenv.Fatal(t, "key", db.QueryRowContext(ctx, `SELECT status FROM idempotency_keys`).Scan(&status))
+	if status != "done" {
+		t.Fatalf("idempotency key %s, want done", status)
 	}
 }

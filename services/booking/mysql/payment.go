@@ -23,13 +23,10 @@ func (t *tx) ConfirmPayment(ctx context.Context, p booking.Payment) (booking.Cha
 	if err != nil {
 		return booking.Change{}, err
 	}
-	_, err = t.tx.ExecContext(ctx, `
+	t.later(`
 		INSERT INTO payments (id, booking_id, amount, currency, status, gateway_ref, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.BookingID, p.Amount, p.Currency, booking.PaymentSucceeded, p.GatewayRef, c.Booking.UpdatedAt)
-	if err != nil {
-		return booking.Change{}, fmt.Errorf("record payment for %s: %w", p.BookingID, err)
-	}
 	return c, nil
 }
 
@@ -38,14 +35,13 @@ func (t *tx) ConfirmPayment(ctx context.Context, p booking.Payment) (booking.Cha
 // charge of a booking with its first, so two racing payment requests get the same charge).
 // It reports whether a refund is owed; RefundDue then makes it.
 func (s *Store) RecordLatePayment(ctx context.Context, p booking.Payment) (refundOwed bool, err error) {
-	err = inTx(ctx, s.db, func(sqlTx *sql.Tx) error {
-		t := &tx{s: s, tx: sqlTx}
+	err = s.inTx(ctx, func(t *tx) error {
 		b, err := t.lock(ctx, p.BookingID)
 		if err != nil {
 			return err
 		}
 		var status, id string
-		err = sqlTx.QueryRowContext(ctx, `SELECT id, status FROM payments WHERE gateway_ref = ?`, p.GatewayRef).Scan(&id, &status)
+		err = t.queryRow(ctx, `SELECT id, status FROM payments WHERE gateway_ref = ?`, p.GatewayRef).Scan(&id, &status)
 		switch {
 		case err == nil:
 			// Known charge: it paid the booking, or its refund is already owed.
@@ -55,13 +51,10 @@ func (s *Store) RecordLatePayment(ctx context.Context, p booking.Payment) (refun
 			return fmt.Errorf("find payment %s: %w", p.GatewayRef, err)
 		}
 		now := s.Now()
-		_, err = sqlTx.ExecContext(ctx, `
+		t.later(`
 			INSERT INTO payments (id, booking_id, amount, currency, status, gateway_ref, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			p.ID, p.BookingID, p.Amount, p.Currency, booking.PaymentRefundDue, p.GatewayRef, now)
-		if err != nil {
-			return fmt.Errorf("record late payment for %s: %w", p.BookingID, err)
-		}
 		b.Currency = p.Currency
 		refundOwed = true
 		return t.owe(ctx, b, p.ID, p.Amount, "late_payment", now)
@@ -75,13 +68,10 @@ func (t *tx) owe(ctx context.Context, b booking.Booking, paymentID string, amoun
 	if err != nil {
 		return fmt.Errorf("refund id: %w", err)
 	}
-	_, err = t.tx.ExecContext(ctx, `
+	t.later(`
 		INSERT IGNORE INTO refunds (id, booking_id, payment_id, amount, currency, reason, status, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`,
 		id.String(), b.ID, paymentID, amount, b.Currency, reason, now.UTC())
-	if err != nil {
-		return fmt.Errorf("record refund of payment %s: %w", paymentID, err)
-	}
 	return nil
 }
 

@@ -2,7 +2,6 @@ package mysql
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 
@@ -51,8 +50,7 @@ func (s *Store) ListByFlight(ctx context.Context, q booking.FlightQuery) ([]book
 // with booking.ErrNotFound.
 func (s *Store) Repair(ctx context.Context, id string, r booking.Repair) (booking.Change, error) {
 	var c booking.Change
-	err := inTx(ctx, s.db, func(sqlTx *sql.Tx) error {
-		t := &tx{s: s, tx: sqlTx}
+	err := s.inTx(ctx, func(t *tx) error {
 		b, err := t.lock(ctx, id)
 		if err != nil {
 			return err
@@ -74,8 +72,8 @@ func (s *Store) ReleaseOrphan(ctx context.Context, id string, flightID int64, se
 	if err := booking.ValidateRequest(flightID, seats); err != nil {
 		return err
 	}
-	return inTx(ctx, s.db, func(sqlTx *sql.Tx) error {
-		_, err := (&tx{s: s, tx: sqlTx}).lock(ctx, id)
+	return s.inTx(ctx, func(t *tx) error {
+		_, err := t.lock(ctx, id)
 		if err == nil {
 			return fmt.Errorf("release orphan %s: the booking exists: %w", id, booking.ErrInvalidTransition)
 		}
@@ -83,7 +81,7 @@ func (s *Store) ReleaseOrphan(ctx context.Context, id string, flightID int64, se
 			return err
 		}
 		b := booking.Booking{ID: id, FlightID: flightID, Seats: seats}
-		if err := s.emit(ctx, sqlTx, b, []booking.Effect{{Kind: booking.RequestRelease, Reason: booking.ReleaseLateHold}}); err != nil {
+		if err := s.emit(ctx, t, b, []booking.Effect{{Kind: booking.RequestRelease, Reason: booking.ReleaseLateHold}}); err != nil {
 			return fmt.Errorf("release orphan %s: emit: %w", id, err)
 		}
 		return nil

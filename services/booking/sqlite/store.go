@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"time"
 
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 )
 
@@ -12,7 +13,7 @@ import (
 // change, so they are published if and only if the change commits. b is the booking as it
 // became. The service wires it to the outbox (messaging.Emit with outbox.AddSQLite); tests
 // record the effects.
-type Emit func(ctx context.Context, tx *sql.Tx, b booking.Booking, effects []booking.Effect) error
+type Emit func(ctx context.Context, tx outbox.Execer, b booking.Booking, effects []booking.Effect) error
 
 // Store keeps bookings and their history, payments and idempotency keys in SQLite, and runs
 // the saga's transitions inside write transactions. It implements booking.Store.
@@ -36,7 +37,7 @@ const DefaultKeyStaleAfter = 2 * time.Minute
 // transaction that produces effects; nil discards them.
 func NewStore(db *sql.DB, rules booking.Rules, emit Emit) *Store {
 	if emit == nil {
-		emit = func(context.Context, *sql.Tx, booking.Booking, []booking.Effect) error { return nil }
+		emit = func(context.Context, outbox.Execer, booking.Booking, []booking.Effect) error { return nil }
 	}
 	return &Store{db: db, rules: rules, emit: emit, now: time.Now, keyStaleAfter: DefaultKeyStaleAfter}
 }

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"log/slog"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 	"github.com/flightbook/flightbook/testenv"
 )
@@ -154,7 +154,7 @@ func testEmitFailureRollsBack(t *testing.T, e *env) {
 	ctx := context.Background()
 	b := e.held(t, "alice")
 	failing := e.adapter.Open(Config{Rules: rules, Now: e.clock.Now, KeyStaleAfter: time.Minute,
-		Emit: func(context.Context, *sql.Tx, booking.Booking, []booking.Effect) error {
+		Emit: func(context.Context, outbox.Execer, booking.Booking, []booking.Effect) error {
 			return errors.New("outbox down")
 		}})
 	if _, err := failing.Apply(ctx, b.ID, booking.Cancel{}); err == nil {

@@ -15,13 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/booking"
 	"github.com/flightbook/flightbook/testenv"
 )
 
 // Emit is the hook a store calls inside every transaction that produces effects. Both
 // adapters' Emit types have this signature, so the suite can give either its recorder.
-type Emit = func(ctx context.Context, tx *sql.Tx, b booking.Booking, effects []booking.Effect) error
+type Emit = func(ctx context.Context, tx outbox.Execer, b booking.Booking, effects []booking.Effect) error
 
 // Config is how the suite wants a store opened.
 type Config struct {
@@ -103,7 +104,7 @@ func (e *env) withClock(now func() time.Time) booking.Store {
 }
 
 // record is the suite's Emit: it writes each effect to the table emitted.
-func record(ctx context.Context, tx *sql.Tx, b booking.Booking, effects []booking.Effect) error {
+func record(ctx context.Context, tx outbox.Execer, b booking.Booking, effects []booking.Effect) error {
 	for i, e := range effects {
 		reason := e.Reason
 		if e.PreviousStatus != "" {
