@@ -11,7 +11,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flightbook/flightbook/auth"
@@ -19,7 +18,6 @@ import (
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
 	"github.com/flightbook/flightbook/outbox"
-	"github.com/flightbook/flightbook/replay"
 	"github.com/flightbook/flightbook/services/booking"
 	bookingapi "github.com/flightbook/flightbook/services/booking/api"
 	"github.com/flightbook/flightbook/services/booking/messaging"
@@ -80,11 +78,7 @@ type bookingDB struct {
 	name  string // the /readyz check's name
 	sql   *sql.DB
 	store booking.Store
-	relay func(js jetstream.JetStream, cfg outbox.RelayConfig, log *slog.Logger) *outbox.Relay
-	// processed and countOutbox serve the operator commands (flightbook replay, outbox
-	// republish --dry-run), which work on either database as the service does.
-	processed   func(consumer string) replay.Processed
-	countOutbox func(ctx context.Context, since time.Time) (int64, error)
+	outboxDB
 }
 
 // openBookingDB opens and migrates the booking database and builds its store. Every booking
@@ -97,30 +91,14 @@ func openBookingDB(ctx context.Context, cfg bookingConfig, topo events.Topology,
 			return bookingDB{}, err
 		}
 		store := bookingsqlite.NewStore(db, rules, messaging.Emit(topo, outbox.AddSQLite)).WithKeyStaleAfter(cfg.KeyStaleAfter)
-		return bookingDB{name: "sqlite", sql: db, store: store,
-			relay: func(js jetstream.JetStream, c outbox.RelayConfig, l *slog.Logger) *outbox.Relay {
-				return outbox.NewSQLiteRelay(db, js, c, l)
-			},
-			processed: func(consumer string) replay.Processed { return replay.SQLInbox(db, consumer) },
-			countOutbox: func(ctx context.Context, since time.Time) (int64, error) {
-				return countSQLOutbox(ctx, db, since, outbox.SQLiteTimeFormat)
-			},
-		}, nil
+		return bookingDB{name: "sqlite", sql: db, store: store, outboxDB: sqliteOutboxDB(db)}, nil
 	}
 	db, err := mysql.Open(ctx, cfg.MySQLDSN, cfg.MySQLMaxConns, log)
 	if err != nil {
 		return bookingDB{}, err
 	}
 	store := mysql.NewStore(db, rules, messaging.Emit(topo, outbox.AddMySQL)).WithKeyStaleAfter(cfg.KeyStaleAfter)
-	return bookingDB{name: "mysql", sql: db, store: store,
-		relay: func(js jetstream.JetStream, c outbox.RelayConfig, l *slog.Logger) *outbox.Relay {
-			return outbox.NewMySQLRelay(db, js, c, l)
-		},
-		processed: func(consumer string) replay.Processed { return replay.SQLInbox(db, consumer) },
-		countOutbox: func(ctx context.Context, since time.Time) (int64, error) {
-			return countSQLOutbox(ctx, db, since, mysqlOutboxTime)
-		},
-	}, nil
+	return bookingDB{name: "mysql", sql: db, store: store, outboxDB: mysqlOutboxDB(db)}, nil
 }
 
 // serveBooking runs the booking service until ctx ends. ln, when not nil, is the listener to

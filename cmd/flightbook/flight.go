@@ -10,7 +10,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flightbook/flightbook/auth"
@@ -18,7 +17,6 @@ import (
 	"github.com/flightbook/flightbook/consumer"
 	"github.com/flightbook/flightbook/events"
 	"github.com/flightbook/flightbook/outbox"
-	"github.com/flightbook/flightbook/replay"
 	"github.com/flightbook/flightbook/services/flight"
 	"github.com/flightbook/flightbook/services/flight/api"
 	"github.com/flightbook/flightbook/services/flight/messaging"
@@ -83,11 +81,7 @@ type flightDB struct {
 	catalog   flightCatalog // announces every change through the outbox
 	inventory flight.Inventory
 	handlers  func(notify func(), log *slog.Logger) *messaging.Handlers
-	relay     func(js jetstream.JetStream, cfg outbox.RelayConfig, log *slog.Logger) *outbox.Relay
-	// processed and countOutbox serve the operator commands (flightbook replay, outbox
-	// republish --dry-run), which work on either database as the service does.
-	processed   func(consumer string) replay.Processed
-	countOutbox func(ctx context.Context, since time.Time) (int64, error)
+	outboxDB
 }
 
 // openFlightDB opens and migrates the flight database and builds its stores.
@@ -105,13 +99,7 @@ func openFlightDB(ctx context.Context, cfg flightConfig, topo events.Topology, l
 			handlers: func(notify func(), log *slog.Logger) *messaging.Handlers {
 				return messaging.New(inv, topo, notify, log)
 			},
-			relay: func(js jetstream.JetStream, c outbox.RelayConfig, l *slog.Logger) *outbox.Relay {
-				return outbox.NewSQLiteRelay(db, js, c, l)
-			},
-			processed: func(consumer string) replay.Processed { return replay.SQLInbox(db, consumer) },
-			countOutbox: func(ctx context.Context, since time.Time) (int64, error) {
-				return countSQLOutbox(ctx, db, since, outbox.SQLiteTimeFormat)
-			},
+			outboxDB: sqliteOutboxDB(db),
 		}, nil
 	}
 	pool, err := postgres.Open(ctx, cfg.PostgresURL, cfg.PostgresMax, log)
@@ -125,13 +113,7 @@ func openFlightDB(ctx context.Context, cfg flightConfig, topo events.Topology, l
 		handlers: func(notify func(), log *slog.Logger) *messaging.Handlers {
 			return messaging.New(inv, topo, notify, log)
 		},
-		relay: func(js jetstream.JetStream, c outbox.RelayConfig, l *slog.Logger) *outbox.Relay {
-			return outbox.NewPostgresRelay(pool, js, c, l)
-		},
-		processed: func(consumer string) replay.Processed { return replay.PostgresInbox(pool, consumer) },
-		countOutbox: func(ctx context.Context, since time.Time) (int64, error) {
-			return countPostgresOutbox(ctx, pool, since)
-		},
+		outboxDB: postgresOutboxDB(pool),
 	}, nil
 }
 
