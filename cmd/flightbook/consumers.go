@@ -9,9 +9,9 @@ import (
 // Flight service consumer defaults, used when FLIGHTBOOK_CONSUMER_CONCURRENCY and
 // FLIGHTBOOK_CONSUMER_MAX_ACK_PENDING are not set.
 //
-// The flight service decides concurrent seat holds on one flight in one transaction (group
-// commit, services/flight/messaging), but a batch can only hold the deliveries the router runs
-// at once. At the generic default of 8 a hot flight decided about 250 holds/s, far below the
+// The flight service decides concurrent seat holds, releases and confirms on one flight in
+// one transaction (group commit, services/flight/messaging), but a batch can only hold the
+// deliveries the router runs at once. At the generic default of 8 a hot flight decided about 250 holds/s, far below the
 // booking API's rate, so SeatHoldRequested queued for minutes (docs/performance.md). Handler
 // runs stay short (a batch of 64 commits in about 8 ms, BenchmarkHoldHandler), so 512
 // unacked messages per route are still far inside the 30 s AckWait.
