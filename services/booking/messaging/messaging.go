@@ -209,14 +209,19 @@ func (h *Handlers) applyBatch(ctx context.Context, replies []reply) error {
 	var changed []applied
 	err := h.store.InTx(ctx, func(tx booking.Tx) error {
 		changed = changed[:0] // InTx may run this again after a deadlock
+		// Every claim before any change: a store that queues writes (the MySQL one) then sends
+		// the batch's history lines and events together instead of before each next claim.
+		fresh := make([]reply, 0, len(replies))
 		for _, r := range replies {
 			first, err := tx.ClaimMessage(ctx, events.ServiceBooking+"."+r.route, r.d.ID)
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", r.route, r.bookingID, err)
 			}
-			if !first {
-				continue
+			if first {
+				fresh = append(fresh, r)
 			}
+		}
+		for _, r := range fresh {
 			c, err := tx.Apply(ctx, r.bookingID, r.in)
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", r.route, r.bookingID, err)

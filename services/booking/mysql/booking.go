@@ -266,7 +266,20 @@ func (t *tx) lock(ctx context.Context, id string) (booking.Booking, error) {
 // owed, and the effects.
 func (t *tx) save(ctx context.Context, version int64, c booking.Change) error {
 	b := c.Booking
-	res, err := t.exec(ctx, `
+	for _, e := range c.Effects {
+		if e.Kind == booking.AnnounceCancelled && e.Refund > 0 {
+			if err := t.owe(ctx, b, b.PaymentID, e.Refund, "cancelled", b.UpdatedAt); err != nil {
+				return err
+			}
+		}
+	}
+	if err := t.record(ctx, c); err != nil {
+		return err
+	}
+	// The row last, carrying the writes queued above in its round trip: its result is the one
+	// read, and the row lock taken by lock makes the order of the writes within the
+	// transaction irrelevant to anyone else.
+	res, err := t.execAfterQueued(ctx, `
 		UPDATE bookings SET status = ?, unit_price = ?, total = ?, currency = ?, hold_expires_at = ?,
 		       reject_reason = ?, payment_id = ?, updated_at = ?, version = ?
 		WHERE id = ? AND version = ?`,
@@ -278,14 +291,7 @@ func (t *tx) save(ctx context.Context, version int64, c booking.Change) error {
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return fmt.Errorf("update booking %s: version %d changed under the row lock (%d rows, %v)", b.ID, version, n, err)
 	}
-	for _, e := range c.Effects {
-		if e.Kind == booking.AnnounceCancelled && e.Refund > 0 {
-			if err := t.owe(ctx, b, b.PaymentID, e.Refund, "cancelled", b.UpdatedAt); err != nil {
-				return err
-			}
-		}
-	}
-	return t.record(ctx, c)
+	return nil
 }
 
 // record writes the history line and emits the effects of a change already written.

@@ -17,9 +17,11 @@ import (
 // transaction and go to the server together, as one multi-statement round trip, just before
 // the next statement that reads or whose result is read, and before the commit. A booking
 // POST was seven round trips (begin, key claim, booking, history, outbox, key completion,
-// commit) and is four; a payment's transaction went from eight to five. Each round trip costs
-// a write and a read system call on both sides, which is where the booking process and
-// MariaDB spent most of their time under load (docs/performance.md).
+// commit) and is four; a payment's transaction went from eight to five; a reply in a batch
+// takes two, its lock and one for its row, history line and events (save sends the row last,
+// with the queued writes). Each round trip costs a write and a read system call on both
+// sides, which is where the booking process and MariaDB spent most of their time under load
+// (docs/performance.md).
 //
 // The server runs the queued statements in order and stops at the first error, which the
 // flush returns with the server's error number intact (a deadlock is still retried by inTx);
@@ -77,6 +79,18 @@ func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	if err := t.flush(ctx); err != nil {
 		return nil, err
 	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+// execAfterQueued runs a statement whose result is read in the same round trip as the queued
+// writes, sent before it: the result is the statement's own (the driver reports the last
+// statement's), and an error may come from any of them. Only for a caller that reads no
+// particular error number in the result; ClaimKey, which tells a duplicate key apart, uses
+// exec.
+func (t *tx) execAfterQueued(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	t.later(query, args...)
+	query, args = strings.Join(t.queued, ";\n"), t.args
+	t.queued, t.args = t.queued[:0], nil
 	return t.tx.ExecContext(ctx, query, args...)
 }
 
