@@ -18,10 +18,10 @@ import (
 // the next statement that reads or whose result is read, and before the commit. A booking
 // POST was seven round trips (begin, key claim, booking, history, outbox, key completion,
 // commit) and is four; a payment's transaction went from eight to five; a reply in a batch
-// takes two, its lock and one for its row, history line and events (save sends the row last,
-// with the queued writes). Each round trip costs a write and a read system call on both
-// sides, which is where the booking process and MariaDB spent most of their time under load
-// (docs/performance.md).
+// takes three (its inbox claim, its lock, and one for its row, history line and events: save
+// sends the row last, with the queued writes) where it took five. Each round trip costs a
+// write and a read system call on both sides, which is where the booking process and MariaDB
+// spent most of their time under load (docs/performance.md).
 //
 // The server runs the queued statements in order and stops at the first error, which the
 // flush returns with the server's error number intact (a deadlock is still retried by inTx);
