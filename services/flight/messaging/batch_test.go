@@ -430,6 +430,11 @@ func TestCommandBatchIsolatesABadMessage(t *testing.T) {
 		if confirmed != 6 || released != 4 {
 			t.Fatalf("%d SeatsConfirmed and %d SeatsReleased replies, want 6 and 4", confirmed, released)
 		}
+		// The failed batch had done the good messages' work before it rolled back; only what
+		// committed is logged.
+		if c, r := r.logs.count("seats confirmed"), r.logs.count("seats released"); c != 6 || r != 4 {
+			t.Fatalf("logged %d confirms and %d releases, want 6 and 4, one per committed change", c, r)
+		}
 		r.audit(t, f)
 	})
 }

@@ -119,18 +119,23 @@ func decode[E events.Event](d consumer.Delivery) (E, error) {
 type command struct {
 	route string
 	d     consumer.Delivery
-	fn    func(ctx context.Context, tx Tx) ([]events.Event, error)
+	fn    work
 }
+
+// work is a command's part of a batch's transaction. It returns the replies to queue and,
+// optionally, committed, which runs once the batch has committed (to log what happened: a
+// batch that rolls back, or runs again, must not have logged it).
+type work func(ctx context.Context, tx Tx) (replies []events.Event, committed func(), err error)
 
 // maxCommandBatch bounds how many releases and confirms one transaction applies.
 const maxCommandBatch = 64
 
 // handle runs fn in a transaction guarded by the inbox, queues the events fn returns in the
-// outbox, commits, and wakes the relay. Releases and confirms lock their flight's row as holds
+// outbox, commits, runs fn's committed hook, and wakes the relay. Releases and confirms lock their flight's row as holds
 // do, so the ones for one flight that arrive while another runs share the next transaction
 // (groupcommit, keyed by flight); as for holds, a failed batch is retried message by message,
 // so that only a message that fails alone is redelivered or dead-lettered.
-func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery, flightID int64, fn func(ctx context.Context, tx Tx) ([]events.Event, error)) error {
+func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery, flightID int64, fn work) error {
 	c := command{route: route, d: d, fn: fn}
 	shared, err := h.commands.Do(ctx, flightID, c)
 	if err != nil && shared && ctx.Err() == nil {
@@ -147,8 +152,12 @@ func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery
 // first time, does its work; the replies of all go to the outbox in one insert. If any fails,
 // nothing of the batch is written.
 func (h *Handlers) commandBatch(ctx context.Context, cmds []command) error {
-	queued := false
+	var (
+		queued    bool
+		committed []func()
+	)
 	err := h.inTx(ctx, func(tx Tx) error {
+		committed = committed[:0] // inTx may run this again
 		var msgs []outbox.Message
 		for _, c := range cmds {
 			first, err := tx.Claim(ctx, events.ServiceFlight+"."+c.route, c.d.ID)
@@ -158,9 +167,12 @@ func (h *Handlers) commandBatch(ctx context.Context, cmds []command) error {
 			if !first {
 				continue
 			}
-			evs, err := c.fn(ctx, tx)
+			evs, done, err := c.fn(ctx, tx)
 			if err != nil {
 				return err
+			}
+			if done != nil {
+				committed = append(committed, done)
 			}
 			for _, ev := range evs {
 				m, err := h.topo.Encode(ev)
@@ -182,6 +194,9 @@ func (h *Handlers) commandBatch(ctx context.Context, cmds []command) error {
 		}
 		return err
 	}
+	for _, done := range committed {
+		done()
+	}
 	if queued {
 		h.notify()
 	}
@@ -201,19 +216,15 @@ func (h *Handlers) Hold(ctx context.Context, d consumer.Delivery) error {
 
 // holdOne decides one hold in its own transaction.
 func (h *Handlers) holdOne(ctx context.Context, d consumer.Delivery, ev events.SeatHoldRequested) error {
-	var res flight.Hold
-	err := h.commandBatch(ctx, []command{{route: RouteHold, d: d, fn: func(ctx context.Context, tx Tx) (_ []events.Event, err error) {
-		res, err = tx.Hold(ctx, flight.HoldRequest{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: ev.Seats})
+	err := h.commandBatch(ctx, []command{{route: RouteHold, d: d, fn: func(ctx context.Context, tx Tx) ([]events.Event, func(), error) {
+		res, err := tx.Hold(ctx, flight.HoldRequest{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: ev.Seats})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return []events.Event{holdReply(ev, res)}, nil
+		return []events.Event{holdReply(ev, res)}, func() { h.logHold(d, ev, res) }, nil
 	}}})
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", RouteHold, d.ID, err)
-	}
-	if res.Status != "" { // empty when the inbox said the message was done
-		h.logHold(d, ev, res)
 	}
 	return nil
 }
@@ -248,13 +259,14 @@ func (h *Handlers) Release(ctx context.Context, d consumer.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return h.handle(ctx, RouteRelease, d, ev.FlightID, func(ctx context.Context, tx Tx) ([]events.Event, error) {
+	return h.handle(ctx, RouteRelease, d, ev.FlightID, func(ctx context.Context, tx Tx) ([]events.Event, func(), error) {
 		res, err := tx.Release(ctx, ev.BookingID, ev.FlightID)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		h.log.Info("seats released", "booking_id", ev.BookingID, "flight_id", ev.FlightID, "seats", res.Seats, "reason", ev.Reason)
-		return []events.Event{events.SeatsReleased{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: res.Seats}}, nil
+		return []events.Event{events.SeatsReleased{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: res.Seats}}, func() {
+			h.log.Info("seats released", "booking_id", ev.BookingID, "flight_id", ev.FlightID, "seats", res.Seats, "reason", ev.Reason)
+		}, nil
 	})
 }
 
@@ -264,22 +276,23 @@ func (h *Handlers) Confirm(ctx context.Context, d consumer.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return h.handle(ctx, RouteConfirm, d, ev.FlightID, func(ctx context.Context, tx Tx) ([]events.Event, error) {
+	return h.handle(ctx, RouteConfirm, d, ev.FlightID, func(ctx context.Context, tx Tx) ([]events.Event, func(), error) {
+		log := h.log.With("booking_id", ev.BookingID, "flight_id", ev.FlightID)
 		res, err := tx.Confirm(ctx, ev.BookingID)
 		if errors.Is(err, flight.ErrHoldReleased) {
 			// The booking was cancelled after paying and its release got here first.
-			h.log.Info("confirm after release ignored", "booking_id", ev.BookingID, "flight_id", ev.FlightID)
-			return nil, nil
+			return nil, func() { log.Info("confirm after release ignored") }, nil
 		}
 		if errors.Is(err, flight.ErrHoldNotFound) {
 			// A confirm for a hold that is gone cannot be satisfied by retrying; the
 			// operator sees it in the DLQ and reconcile repairs the booking.
-			return nil, consumer.Permanent(err)
+			return nil, nil, consumer.Permanent(err)
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		h.log.Info("seats confirmed", "booking_id", ev.BookingID, "flight_id", ev.FlightID, "seats", res.Seats)
-		return []events.Event{events.SeatsConfirmed{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: res.Seats}}, nil
+		return []events.Event{events.SeatsConfirmed{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: res.Seats}}, func() {
+			log.Info("seats confirmed", "seats", res.Seats)
+		}, nil
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +38,31 @@ type rig struct {
 	flight   events.Topology
 	handlers *messaging.Handlers
 	relayed  bool // an outbox relay publishes the replies to the broker
+	logs     *logCount
+}
+
+// logCount is a slog handler that counts the records the handlers log, by message, so a test
+// can check that what they log matches what committed.
+type logCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (l *logCount) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCount) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logCount) WithGroup(string) slog.Handler            { return l }
+func (l *logCount) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n[r.Message]++
+	return nil
+}
+
+// count returns how many records with msg were logged.
+func (l *logCount) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n[msg]
 }
 
 // backend is one storage adapter of the flight service, as the handlers' tests use it.
@@ -56,7 +82,7 @@ type opened struct {
 	db       *sql.DB
 	catalog  flight.Catalog
 	inv      flight.Inventory
-	handlers func(notify func()) *messaging.Handlers
+	handlers func(notify func(), log *slog.Logger) *messaging.Handlers
 	relay    *outbox.Relay
 }
 
@@ -69,8 +95,8 @@ var backends = []backend{
 			db := stdlib.OpenDBFromPool(pool)
 			t.Cleanup(func() { db.Close() })
 			o := opened{db: db, catalog: postgres.NewCatalog(pool), inv: postgres.NewInventory(pool)}
-			o.handlers = func(notify func()) *messaging.Handlers {
-				return messaging.New(postgres.NewInventory(pool), topo, notify, discard)
+			o.handlers = func(notify func(), log *slog.Logger) *messaging.Handlers {
+				return messaging.New(postgres.NewInventory(pool), topo, notify, log)
 			}
 			if js != nil {
 				o.relay = outbox.NewPostgresRelay(pool, js, outbox.RelayConfig{LockName: ns}, discard)
@@ -91,8 +117,8 @@ var backends = []backend{
 			testenv.Fatal(t, "open", err)
 			t.Cleanup(func() { db.Close() })
 			o := opened{db: db, catalog: sqlite.NewCatalog(db), inv: sqlite.NewInventory(db)}
-			o.handlers = func(notify func()) *messaging.Handlers {
-				return messaging.New(sqlite.NewInventory(db), topo, notify, discard)
+			o.handlers = func(notify func(), log *slog.Logger) *messaging.Handlers {
+				return messaging.New(sqlite.NewInventory(db), topo, notify, log)
 			}
 			if js != nil {
 				o.relay = outbox.NewSQLiteRelay(db, js, outbox.RelayConfig{LockName: ns}, discard)
@@ -173,7 +199,8 @@ func start(t testing.TB, b backend) *rig {
 	} else {
 		done <- struct{}{}
 	}
-	r.handlers = o.handlers(notify)
+	r.logs = &logCount{n: map[string]int{}}
+	r.handlers = o.handlers(notify, slog.New(r.logs))
 	r.handlers.Register(router)
 	go func() {
 		if err := router.Run(ctx); err != nil {
