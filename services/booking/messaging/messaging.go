@@ -139,9 +139,9 @@ func decode[E events.Event](d consumer.Delivery) (E, error) {
 }
 
 // Group commit for replies. Each reply is a short transaction on its own booking's row, so
-// under load the commit and the round trips around it, not locks, are what a reply costs; the
-// replies that arrive while a batch runs are applied together in the next, one transaction
-// and one commit for the lot. Replies are batched per shard of the booking id, so that a few
+// what batching saves is the transaction around it (begin, commit, a connection), not lock
+// waits; the replies that arrive while a batch runs are applied together in the next, one
+// transaction and one commit for the lot. Replies are batched per shard of the booking id, so that a few
 // batches run at once on separate connections while every reply of one booking still goes
 // through the same queue, in arrival order.
 const (
