@@ -78,9 +78,15 @@ func ClaimPostgres(ctx context.Context, tx pgx.Tx, consumer, msgID string) (firs
 	return tag.RowsAffected() == 1, nil
 }
 
+// Execer runs a statement in a database/sql transaction (a *sql.Tx, or a store's own
+// transaction type).
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
 // ClaimMySQL records in tx that consumer processed msgID. It returns true the first time, and
 // false if the message was already processed (by a committed transaction).
-func ClaimMySQL(ctx context.Context, tx *sql.Tx, consumer, msgID string) (first bool, err error) {
+func ClaimMySQL(ctx context.Context, tx Execer, consumer, msgID string) (first bool, err error) {
 	if err := validate(consumer, msgID); err != nil {
 		return false, err
 	}
@@ -109,7 +115,7 @@ func ClaimMySQL(ctx context.Context, tx *sql.Tx, consumer, msgID string) (first 
 //	    PRIMARY KEY (consumer, msg_id)
 //	) WITHOUT ROWID;
 //	CREATE INDEX inbox_processed_at ON inbox (processed_at);
-func ClaimSQLite(ctx context.Context, tx *sql.Tx, consumer, msgID string) (first bool, err error) {
+func ClaimSQLite(ctx context.Context, tx Execer, consumer, msgID string) (first bool, err error) {
 	if err := validate(consumer, msgID); err != nil {
 		return false, err
 	}

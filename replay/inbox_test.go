@@ -82,7 +82,7 @@ func TestInboxLookups(t *testing.T) {
 }
 
 // sqlInboxDB is a MySQL or SQLite database whose handlers claim messages with claim.
-func sqlInboxDB(db *sql.DB, claim func(context.Context, *sql.Tx, string, string) (bool, error)) inboxDB {
+func sqlInboxDB(db *sql.DB, claim func(context.Context, inbox.Execer, string, string) (bool, error)) inboxDB {
 	return inboxDB{
 		processed: func(consumer string) replay.Processed { return replay.SQLInbox(db, consumer) },
 		claim: func(ctx context.Context, consumer, msgID string) error {

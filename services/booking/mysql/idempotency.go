@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -15,9 +16,17 @@ import (
 // booking.ErrKeyReused when it was used for another request, and booking.ErrKeyInProgress
 // when another request holds it.
 //
-// A concurrent request with the same key blocks on the uncommitted row until this
+// When the claim is the transaction's first step, it is optimistic: nothing is sent, and the
+// key's row is written with the transaction's first packet, as completed if CompleteKey comes
+// first (a booking POST is then one round trip). If the key exists, that packet fails with a
+// duplicate key and inTx runs the transaction again, claiming the slow way below. Either way
+// a concurrent request with the same key blocks on the uncommitted row until this
 // transaction ends, then sees the completed key and replays it.
 func (t *tx) ClaimKey(ctx context.Context, key booking.Key) (*booking.Response, error) {
+	if !t.keysChecked && !t.begun && len(t.queued) == 0 && t.claim == nil {
+		t.claim = &key
+		return nil, nil
+	}
 	_, err := t.exec(ctx, `
 		INSERT INTO idempotency_keys (user_id, `+"`key`"+`, request_hash, status, created_at)
 		VALUES (?, ?, ?, 'in_progress', ?)`,
@@ -78,13 +87,35 @@ func (s *Store) ClaimKey(ctx context.Context, key booking.Key) (*booking.Respons
 }
 
 // CompleteKey stores the response of the request that claimed key, in the transaction that
-// did its work.
+// did its work: with the key's row itself when the claim has not been sent yet.
 func (t *tx) CompleteKey(_ context.Context, key booking.Key, r booking.Response) error {
+	if t.claim != nil && *t.claim == key {
+		t.claim = nil
+		t.queueClaim(`
+			INSERT INTO idempotency_keys (user_id, `+"`key`"+`, request_hash, status, response_status, response_body, created_at)
+			VALUES (?, ?, ?, 'done', ?, ?, ?)`,
+			key.UserID, key.Key, key.Hash, r.Status, r.Body, time.Now().UTC())
+		return nil
+	}
 	t.later(`
 		UPDATE idempotency_keys SET status = 'done', response_status = ?, response_body = ?
 		WHERE user_id = ? AND `+"`key`"+` = ?`,
 		r.Status, r.Body, key.UserID, key.Key)
 	return nil
+}
+
+// materialiseClaim queues an optimistic claim's row, in progress, in front of the queued
+// writes, when the transaction sends something before CompleteKey could write it completed.
+func (t *tx) materialiseClaim() {
+	if t.claim == nil {
+		return
+	}
+	key := *t.claim
+	t.claim = nil
+	t.queueClaim(`
+		INSERT INTO idempotency_keys (user_id, `+"`key`"+`, request_hash, status, created_at)
+		VALUES (?, ?, ?, 'in_progress', ?)`,
+		key.UserID, key.Key, key.Hash, time.Now().UTC())
 }
 
 // ReleaseKey forgets a claimed key whose request failed, so the client may retry with it.
@@ -98,10 +129,16 @@ func (s *Store) ReleaseKey(ctx context.Context, key booking.Key) error {
 	return nil
 }
 
-// ClaimMessage records in the inbox that consumer processed msgID; see inbox.ClaimMySQL.
+// ClaimMessage records in the inbox that consumer processed msgID; see inbox.ClaimMySQL. The
+// claim goes in one packet with the queued writes.
 func (t *tx) ClaimMessage(ctx context.Context, consumer, msgID string) (bool, error) {
-	if err := t.flush(ctx); err != nil {
-		return false, err
-	}
-	return inbox.ClaimMySQL(ctx, t.tx, consumer, msgID)
+	return inbox.ClaimMySQL(ctx, readResult{t}, consumer, msgID)
+}
+
+// readResult runs each statement after the queued writes, in their packet, and returns its
+// result (see execAfterQueued).
+type readResult struct{ t *tx }
+
+func (r readResult) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return r.t.execAfterQueued(ctx, query, args...)
 }

@@ -115,24 +115,29 @@ func createDatabase(ctx context.Context, cfg *mysql.Config) error {
 }
 
 // inTx runs fn in a transaction on db, committing when fn returns nil and rolling back
-// otherwise. When the server aborts fn's work for a deadlock (1213) or a lock wait timeout
-// (1205) it runs fn again, up to five times with a short growing pause: the rollback has
-// undone everything fn did, so the retry is safe as long as fn does nothing outside the
-// transaction (no gateway calls, no publishing).
+// otherwise, and runs it again as retry says.
 func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
+	return retry(ctx, func() error { return runTx(ctx, db, fn) })
+}
+
+// retry runs attempt, and again (up to five times in all, with a short growing pause) when
+// the server aborted its transaction for a deadlock (1213) or a lock wait timeout (1205): the
+// rollback has undone everything it did, so the retry is safe as long as the transaction does
+// nothing outside the database (no gateway calls, no publishing).
+func retry(ctx context.Context, attempt func() error) error {
 	const attempts = 5
-	for attempt := 1; ; attempt++ {
-		err := runTx(ctx, db, fn)
+	for n := 1; ; n++ {
+		err := attempt()
 		if err == nil {
 			return nil
 		}
-		if code := mysqlErr(err); attempt == attempts || (code != errDeadlock && code != errLockWaitTimeout) {
+		if code := mysqlErr(err); n == attempts || (code != errDeadlock && code != errLockWaitTimeout) {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (retrying after: %w)", ctx.Err(), err)
-		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		case <-time.After(time.Duration(n) * 5 * time.Millisecond):
 		}
 	}
 }
