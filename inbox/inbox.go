@@ -87,13 +87,11 @@ type Execer interface {
 // ClaimMySQL records in tx that consumer processed msgID. It returns true the first time, and
 // false if the message was already processed (by a committed transaction).
 func ClaimMySQL(ctx context.Context, tx Execer, consumer, msgID string) (first bool, err error) {
-	if err := validate(consumer, msgID); err != nil {
+	query, args, err := ClaimMySQLStatement(consumer, msgID)
+	if err != nil {
 		return false, err
 	}
-	// INSERT IGNORE rather than ON DUPLICATE KEY UPDATE: the latter reports one affected row
-	// for an existing key when the DSN sets clientFoundRows. IGNORE would also hide a
-	// truncation, which validate rules out by checking the lengths first.
-	res, err := tx.ExecContext(ctx, `INSERT IGNORE INTO inbox (consumer, msg_id) VALUES (?, ?)`, consumer, msgID)
+	res, err := tx.ExecContext(ctx, query, args...)
 	if err != nil {
 		return false, fmt.Errorf("inbox: claim %s for %s: %w", msgID, consumer, err)
 	}
@@ -102,6 +100,18 @@ func ClaimMySQL(ctx context.Context, tx Execer, consumer, msgID string) (first b
 		return false, fmt.Errorf("inbox: claim %s for %s: %w", msgID, consumer, err)
 	}
 	return n == 1, nil
+}
+
+// ClaimMySQLStatement returns ClaimMySQL's statement, for a caller that sends it together with
+// others: it affects one row the first time and none when the message was already processed.
+func ClaimMySQLStatement(consumer, msgID string) (query string, args []any, err error) {
+	if err := validate(consumer, msgID); err != nil {
+		return "", nil, err
+	}
+	// INSERT IGNORE rather than ON DUPLICATE KEY UPDATE: the latter reports one affected row
+	// for an existing key when the DSN sets clientFoundRows. IGNORE would also hide a
+	// truncation, which validate rules out by checking the lengths first.
+	return `INSERT IGNORE INTO inbox (consumer, msg_id) VALUES (?, ?)`, []any{consumer, msgID}, nil
 }
 
 // ClaimSQLite records in tx that consumer processed msgID. It returns true the first time, and

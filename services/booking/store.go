@@ -105,6 +105,19 @@ type Tx interface {
 	// ClaimMessage records that consumer processed the message msgID (the inbox). It returns
 	// false when the message was already processed; the handler then changes nothing.
 	ClaimMessage(ctx context.Context, consumer, msgID string) (first bool, err error)
+	// ClaimMessages is ClaimMessage for several messages at once, answering for each in order;
+	// a message listed twice is first only the first time.
+	ClaimMessages(ctx context.Context, msgs []Message) (first []bool, err error)
+	// Lock takes the row locks of the bookings ids at once, in id order, for the Apply calls
+	// that follow: an adapter may then read each booking only once. Ids of bookings that do
+	// not exist are ignored (Apply reports them).
+	Lock(ctx context.Context, ids []string) error
+}
+
+// Message names a message a consumer processes, for the inbox.
+type Message struct {
+	Consumer string
+	ID       string
 }
 
 // ListQuery selects a user's bookings, newest first.

@@ -209,17 +209,29 @@ func (h *Handlers) applyBatch(ctx context.Context, replies []reply) error {
 	var changed []applied
 	err := h.store.InTx(ctx, func(tx booking.Tx) error {
 		changed = changed[:0] // InTx may run this again after a deadlock
-		// Every claim before any change: a store that queues writes (the MySQL one) then sends
-		// the batch's history lines and events together instead of before each next claim.
+		// Every claim at once, then every lock at once, then the changes: a store that sends
+		// statements together (the MySQL one) spends a round trip on each step, not on each
+		// reply, and sends the batch's rows, history lines and events with the commit.
+		msgs := make([]booking.Message, len(replies))
+		for i, r := range replies {
+			msgs[i] = booking.Message{Consumer: events.ServiceBooking + "." + r.route, ID: r.d.ID}
+		}
+		first, err := tx.ClaimMessages(ctx, msgs)
+		if err != nil {
+			return fmt.Errorf("batch of %d replies: %w", len(replies), err)
+		}
 		fresh := make([]reply, 0, len(replies))
-		for _, r := range replies {
-			first, err := tx.ClaimMessage(ctx, events.ServiceBooking+"."+r.route, r.d.ID)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", r.route, r.bookingID, err)
-			}
-			if first {
+		ids := make([]string, 0, len(replies))
+		for i, r := range replies {
+			if first[i] {
 				fresh = append(fresh, r)
+				if len(ids) == 0 || ids[len(ids)-1] != r.bookingID {
+					ids = append(ids, r.bookingID) // sorted above
+				}
 			}
+		}
+		if err := tx.Lock(ctx, ids); err != nil {
+			return fmt.Errorf("batch of %d replies: %w", len(replies), err)
 		}
 		for _, r := range fresh {
 			c, err := tx.Apply(ctx, r.bookingID, r.in)

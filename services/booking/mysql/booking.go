@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -252,8 +253,11 @@ func scanBooking(row scanner) (booking.Booking, error) {
 
 // lock reads the booking under an exclusive row lock held until tx ends: every change of a
 // booking goes through here, which is what makes payment, cancel and expiry mutually
-// exclusive.
+// exclusive. A booking Lock has locked is not read again.
 func (t *tx) lock(ctx context.Context, id string) (booking.Booking, error) {
+	if b, ok := t.locked[id]; ok {
+		return b, nil
+	}
 	b, err := scanBooking(t.queryRow(ctx, selectBooking+` WHERE id = ? FOR UPDATE`, id))
 	if err != nil {
 		return booking.Booking{}, fmt.Errorf("lock booking %s: %w", id, err)
@@ -261,9 +265,41 @@ func (t *tx) lock(ctx context.Context, id string) (booking.Booking, error) {
 	return b, nil
 }
 
+// Lock reads the bookings ids under their row locks in one statement, in id order (the
+// primary key's), and keeps them for Apply.
+func (t *tx) Lock(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := t.query(ctx, selectBooking+` WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`) ORDER BY id FOR UPDATE`, args...)
+	if err != nil {
+		return fmt.Errorf("lock %d bookings: %w", len(ids), err)
+	}
+	defer rows.Close()
+	if t.locked == nil {
+		t.locked = make(map[string]booking.Booking, len(ids))
+	}
+	for rows.Next() {
+		b, err := scanBooking(rows)
+		if err != nil {
+			return fmt.Errorf("lock %d bookings: %w", len(ids), err)
+		}
+		t.locked[b.ID] = b
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("lock %d bookings: %w", len(ids), err)
+	}
+	return nil
+}
+
 // save writes a change made under the row lock: the row (guarded by the version read under
 // the lock, which can only fail if someone bypassed the lock), the history line, a refund
-// owed, and the effects.
+// owed, and the effects. All are queued; the guard is checked when they are sent, before the
+// commit.
 func (t *tx) save(ctx context.Context, version int64, c booking.Change) error {
 	b := c.Booking
 	for _, e := range c.Effects {
@@ -276,20 +312,19 @@ func (t *tx) save(ctx context.Context, version int64, c booking.Change) error {
 	if err := t.record(ctx, c); err != nil {
 		return err
 	}
-	// The row last, carrying the writes queued above in its round trip: its result is the one
-	// read, and the row lock taken by lock makes the order of the writes within the
-	// transaction irrelevant to anyone else.
-	res, err := t.execAfterQueued(ctx, `
+	t.laterChecked(func(n int64) error {
+		if n != 1 {
+			return fmt.Errorf("update booking %s: version %d changed under the row lock (%d rows)", b.ID, version, n)
+		}
+		return nil
+	}, `
 		UPDATE bookings SET status = ?, unit_price = ?, total = ?, currency = ?, hold_expires_at = ?,
 		       reject_reason = ?, payment_id = ?, updated_at = ?, version = ?
 		WHERE id = ? AND version = ?`,
 		b.Status, b.UnitPrice, b.Total, b.Currency, nullTime(b.HoldExpiresAt),
 		b.RejectReason, b.PaymentID, b.UpdatedAt.UTC(), b.Version, b.ID, version)
-	if err != nil {
-		return fmt.Errorf("update booking %s: %w", b.ID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return fmt.Errorf("update booking %s: version %d changed under the row lock (%d rows, %v)", b.ID, version, n, err)
+	if _, ok := t.locked[b.ID]; ok {
+		t.locked[b.ID] = b
 	}
 	return nil
 }

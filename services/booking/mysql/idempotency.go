@@ -2,7 +2,6 @@ package mysql
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
@@ -129,16 +128,28 @@ func (s *Store) ReleaseKey(ctx context.Context, key booking.Key) error {
 	return nil
 }
 
-// ClaimMessage records in the inbox that consumer processed msgID; see inbox.ClaimMySQL. The
-// claim goes in one packet with the queued writes.
+// ClaimMessage records in the inbox that consumer processed msgID; see ClaimMessages.
 func (t *tx) ClaimMessage(ctx context.Context, consumer, msgID string) (bool, error) {
-	return inbox.ClaimMySQL(ctx, readResult{t}, consumer, msgID)
+	first, err := t.ClaimMessages(ctx, []booking.Message{{Consumer: consumer, ID: msgID}})
+	if err != nil {
+		return false, err
+	}
+	return first[0], nil
 }
 
-// readResult runs each statement after the queued writes, in their packet, and returns its
-// result (see execAfterQueued).
-type readResult struct{ t *tx }
-
-func (r readResult) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return r.t.execAfterQueued(ctx, query, args...)
+// ClaimMessages records in the inbox that each message was processed (see
+// inbox.ClaimMySQLStatement), all in one round trip with the queued writes.
+func (t *tx) ClaimMessages(ctx context.Context, msgs []booking.Message) ([]bool, error) {
+	first := make([]bool, len(msgs))
+	for i, m := range msgs {
+		query, args, err := inbox.ClaimMySQLStatement(m.Consumer, m.ID)
+		if err != nil {
+			return nil, err
+		}
+		t.laterChecked(func(n int64) error { first[i] = n == 1; return nil }, query, args...)
+	}
+	if err := t.flush(ctx); err != nil {
+		return nil, fmt.Errorf("inbox: claim %d messages: %w", len(msgs), err)
+	}
+	return first, nil
 }

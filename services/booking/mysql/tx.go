@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/flightbook/flightbook/services/booking"
 )
 
@@ -18,16 +20,17 @@ import (
 // booking process and MariaDB a write and a read system call and a wake-up each, which is
 // where both spent most of their time under load (docs/performance.md):
 //
-//   - Writes whose results nothing reads (a new booking, a history line, outbox rows, a
-//     payment, a refund owed, an idempotency key) are not sent one at a time: they queue and
-//     go to the server together, as one multi-statement packet, with the next statement whose
-//     result is read, or with the commit.
+//   - Writes are not sent one at a time: they queue and go to the server together, as one
+//     multi-statement packet, before the next query or with the commit. A write whose result
+//     matters (an inbox claim, the version-guarded update of a booking) queues with a check
+//     that reads its own count of affected rows when the packet returns.
 //   - START TRANSACTION is not sent on its own: it goes in front of the transaction's first
-//     packet, and COMMIT at the end of its last one.
+//     packet, and COMMIT at the end of its last one, unless that packet has checks to pass
+//     first.
 //
 // So a booking POST, all of whose writes are queued, is one round trip
-// (START TRANSACTION; INSERT ...; COMMIT) where it was seven; a reply in a batch is two (its
-// lock, then its row, history line and events) plus the batch's inbox claims.
+// (START TRANSACTION; INSERT ...; COMMIT) where it was seven, and a batch of replies is four
+// however many it holds: the inbox claims, the row locks, the writes, the commit.
 //
 // The server runs a packet's statements in order and stops at the first error, which the
 // packet returns with the server's error number intact (a deadlock is still retried by
@@ -38,15 +41,25 @@ type tx struct {
 	s      *Store
 	conn   *sql.Conn
 	begun  bool // START TRANSACTION has been sent (perhaps in a packet that failed)
-	queued []string
-	args   []any
+	queued []stmt
+	// locked holds the bookings Lock read under their row locks, as they stand in this
+	// transaction.
+	locked map[string]booking.Booking
 
-	// claim is an idempotency key claimed optimistically and not yet queued (see ClaimKey);
-	// claimQueued says its INSERT is in the queue, and keysChecked that this attempt claims
-	// keys the slow way, after an earlier attempt found the key taken.
+	// claim is an idempotency key claimed optimistically and not yet queued (see ClaimKey),
+	// and keysChecked says this attempt claims keys the slow way, after an earlier attempt
+	// found the key taken.
 	claim       *booking.Key
-	claimQueued bool
 	keysChecked bool
+}
+
+// stmt is a queued statement. check, when set, is given the rows the statement affected once
+// its packet has run; an error fails the transaction.
+type stmt struct {
+	query string
+	args  []any
+	check func(affected int64) error
+	claim bool // the optimistic claim of an idempotency key
 }
 
 // errCheckKey ends an attempt whose optimistic key claim met an existing key, or that failed
@@ -95,12 +108,20 @@ func (s *Store) runTx(ctx context.Context, fn func(t *tx) error, keysChecked boo
 	return nil
 }
 
-// commit sends what is queued and COMMIT in one packet. A transaction that read nothing and
-// wrote nothing sends nothing.
+// commit sends what is queued and COMMIT, in one packet unless the queued writes have checks
+// to pass first. A transaction that read nothing and wrote nothing sends nothing.
 func (t *tx) commit(ctx context.Context) error {
 	t.materialiseClaim()
 	if !t.begun && len(t.queued) == 0 {
 		return nil
+	}
+	for _, s := range t.queued {
+		if s.check != nil {
+			if err := t.flush(ctx); err != nil {
+				return err
+			}
+			break
+		}
 	}
 	t.later("COMMIT")
 	if err := t.flush(ctx); err != nil {
@@ -125,52 +146,96 @@ func (t *tx) rollback(ctx context.Context) {
 
 // later queues a write whose result nothing reads.
 func (t *tx) later(query string, args ...any) {
-	t.queued = append(t.queued, strings.TrimSpace(query))
-	t.args = append(t.args, args...)
+	t.queued = append(t.queued, stmt{query: strings.TrimSpace(query), args: args})
+}
+
+// laterChecked queues a write whose count of affected rows check reads.
+func (t *tx) laterChecked(check func(affected int64) error, query string, args ...any) {
+	t.queued = append(t.queued, stmt{query: strings.TrimSpace(query), args: args, check: check})
 }
 
 // queueClaim queues an idempotency key's row in front of the other writes, so that the key's
 // lock is the transaction's first.
 func (t *tx) queueClaim(query string, args ...any) {
-	t.queued = append([]string{strings.TrimSpace(query)}, t.queued...)
-	t.args = append(args, t.args...)
-	t.claimQueued = true
+	t.queued = append([]stmt{{query: strings.TrimSpace(query), args: args, claim: true}}, t.queued...)
 }
 
-// packet takes the queued statements, with START TRANSACTION in front if the transaction has
-// not begun, as one multi-statement string. claimed says it carries an optimistic key claim.
-func (t *tx) packet() (query string, args []any, n int, claimed bool) {
-	t.materialiseClaim()
-	if !t.begun {
-		t.queued = append([]string{"START TRANSACTION"}, t.queued...)
-		t.begun = true
-	}
-	query, args, n, claimed = strings.Join(t.queued, ";\n"), t.args, len(t.queued), t.claimQueued
-	t.queued, t.args, t.claimQueued = nil, nil, false
-	return query, args, n, claimed
-}
-
-// flush sends the queued writes (and START TRANSACTION, if not yet sent) in one round trip.
+// flush sends the queued writes (and START TRANSACTION, if not yet sent) in one round trip
+// and runs their checks.
 func (t *tx) flush(ctx context.Context) error {
 	t.materialiseClaim()
 	if len(t.queued) == 0 && t.begun {
 		return nil
 	}
-	query, args, n, claimed := t.packet()
-	if _, err := t.conn.ExecContext(ctx, query, args...); err != nil {
-		return t.packetErr(claimed, n, err)
+	if !t.begun {
+		t.queued = append([]stmt{{query: "START TRANSACTION"}}, t.queued...)
+		t.begun = true
+	}
+	packet := t.queued
+	t.queued = nil
+	query := make([]string, len(packet))
+	var args []any
+	claimed := false
+	for i, s := range packet {
+		query[i] = s.query
+		args = append(args, s.args...)
+		claimed = claimed || s.claim
+	}
+	affected, err := t.send(ctx, strings.Join(query, ";\n"), args)
+	if err != nil {
+		// A duplicate key in the packet that carried an optimistic key claim is taken to be
+		// the key (booking ids and event ids are fresh UUIDs); if it was something else, the
+		// slow attempt meets it again.
+		if claimed && mysqlErr(err) == errDupEntry {
+			return fmt.Errorf("%w: %w", errCheckKey, err)
+		}
+		return fmt.Errorf("write %d statements: %w", len(packet), err)
+	}
+	if len(affected) != len(packet) {
+		return fmt.Errorf("write %d statements: the server answered %d", len(packet), len(affected))
+	}
+	for i, s := range packet {
+		if s.check != nil {
+			if err := s.check(affected[i]); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// packetErr names a failed packet's error; a duplicate key in the packet that carried an
-// optimistic key claim is taken to be the key (booking ids and event ids are fresh UUIDs), and
-// if it was something else the slow attempt meets it again.
-func (t *tx) packetErr(claimed bool, n int, err error) error {
-	if claimed && mysqlErr(err) == errDupEntry {
-		return fmt.Errorf("%w: %w", errCheckKey, err)
-	}
-	return fmt.Errorf("write %d statements: %w", n, err)
+// send runs query, one or more statements, on the transaction's connection and returns the
+// rows each statement affected, which only the driver's own result tells (database/sql's
+// reports the last statement's).
+func (t *tx) send(ctx context.Context, query string, args []any) ([]int64, error) {
+	var affected []int64
+	err := t.conn.Raw(func(dc any) error {
+		conn, ok := dc.(interface {
+			driver.ExecerContext
+			driver.NamedValueChecker
+		})
+		if !ok {
+			return fmt.Errorf("mysql: driver connection %T cannot execute", dc)
+		}
+		values := make([]driver.NamedValue, len(args))
+		for i, a := range args {
+			values[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+			if err := conn.CheckNamedValue(&values[i]); err != nil {
+				return fmt.Errorf("argument %d: %w", i+1, err)
+			}
+		}
+		res, err := conn.ExecContext(ctx, query, values)
+		if err != nil {
+			return err
+		}
+		all, ok := res.(mysql.Result)
+		if !ok {
+			return fmt.Errorf("mysql: driver result %T has no per-statement counts", res)
+		}
+		affected = all.AllRowsAffected()
+		return nil
+	})
+	return affected, err
 }
 
 // ExecContext queues the statement (see later), so that the Emit hook's outbox rows go with
@@ -190,21 +255,6 @@ func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	return t.conn.ExecContext(ctx, query, args...)
 }
 
-// execAfterQueued runs a statement whose result is read in the same round trip as the queued
-// writes, sent before it: the result is the statement's own (the driver reports the last
-// statement's), and an error may come from any of them. Only for a caller that reads no
-// particular error number in the result; ClaimKey, which tells a duplicate key apart, uses
-// exec.
-func (t *tx) execAfterQueued(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	t.later(query, args...)
-	query, args, n, claimed := t.packet()
-	res, err := t.conn.ExecContext(ctx, query, args...)
-	if err != nil {
-		return nil, t.packetErr(claimed, n, err)
-	}
-	return res, nil
-}
-
 // queryRow runs a query after the queued writes, so it sees them. A query cannot share a
 // packet with other statements (the driver would answer with the first statement's result),
 // so the queued writes go first in a packet of their own.
@@ -213,6 +263,14 @@ func (t *tx) queryRow(ctx context.Context, query string, args ...any) scanner {
 		return failedRow{err}
 	}
 	return t.conn.QueryRowContext(ctx, query, args...)
+}
+
+// query is queryRow for several rows.
+func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.conn.QueryContext(ctx, query, args...)
 }
 
 // errQueued is what a queued statement's result answers.

@@ -111,3 +111,20 @@ func (s *Store) ReleaseKey(ctx context.Context, key booking.Key) error {
 func (t *tx) ClaimMessage(ctx context.Context, consumer, msgID string) (bool, error) {
 	return inbox.ClaimSQLite(ctx, t.tx, consumer, msgID)
 }
+
+// ClaimMessages claims each message in turn: SQLite runs in the process, so there are no
+// round trips to save.
+func (t *tx) ClaimMessages(ctx context.Context, msgs []booking.Message) ([]bool, error) {
+	first := make([]bool, len(msgs))
+	for i, m := range msgs {
+		var err error
+		if first[i], err = t.ClaimMessage(ctx, m.Consumer, m.ID); err != nil {
+			return nil, err
+		}
+	}
+	return first, nil
+}
+
+// Lock does nothing: the transaction holds the database's write lock from its BEGIN
+// IMMEDIATE, which covers every booking.
+func (t *tx) Lock(context.Context, []string) error { return nil }

@@ -45,6 +45,96 @@ func testCreateGetHistory(t *testing.T, e *env) {
 	testenv.Fatal(t, "ping", e.store.Ping(ctx))
 }
 
+// testBatchClaimAndLock is the reply consumer's batch: claim several messages at once (one of
+// them processed before, one listed twice), lock several bookings at once (one unknown), and
+// apply two inputs to one locked booking in turn, each seeing the other's change. Then the
+// same batch again changes nothing.
+func testBatchClaimAndLock(t *testing.T, e *env) {
+	ctx := context.Background()
+	b1, err := e.store.Create(ctx, "alice", 7, 1)
+	testenv.Fatal(t, "create", err)
+	b2, err := e.store.Create(ctx, "bob", 7, 2)
+	testenv.Fatal(t, "create", err)
+	err = e.store.InTx(ctx, func(tx booking.Tx) error {
+		_, err := tx.ClaimMessage(ctx, "booking.seats-held", "old")
+		return err
+	})
+	testenv.Fatal(t, "claim old", err)
+
+	msgs := []booking.Message{
+		{Consumer: "booking.seats-held", ID: "h1"},
+		{Consumer: "booking.seats-held", ID: "old"},
+		{Consumer: "booking.seats-confirmed", ID: "h1"}, // another consumer's inbox
+		{Consumer: "booking.seats-held", ID: "h2"},
+		{Consumer: "booking.seats-held", ID: "h2"},
+	}
+	batch := func() (first []bool, changes []booking.Change, err error) {
+		err = e.store.InTx(ctx, func(tx booking.Tx) error {
+			changes = nil
+			if first, err = tx.ClaimMessages(ctx, msgs); err != nil {
+				return err
+			}
+			if first[0] {
+				if err := tx.Lock(ctx, []string{b1.ID, b2.ID, "01900000-0000-7000-8000-000000000000"}); err != nil {
+					return err
+				}
+			}
+			for _, step := range []struct {
+				id string
+				in booking.Input
+			}{
+				{b1.ID, booking.SeatsHeld{UnitPrice: 100, Total: 100, Currency: "EUR"}},
+				{b2.ID, booking.SeatsHeld{UnitPrice: 100, Total: 200, Currency: "EUR"}},
+				{b2.ID, booking.Cancel{}},
+			} {
+				c, err := tx.Apply(ctx, step.id, step.in)
+				if err != nil {
+					return err
+				}
+				changes = append(changes, c)
+			}
+			return nil
+		})
+		return first, changes, err
+	}
+	first, changes, err := batch()
+	testenv.Fatal(t, "batch", err)
+	if want := []bool{true, false, true, true, false}; !slices.Equal(first, want) {
+		t.Fatalf("claims %v, want %v", first, want)
+	}
+	if changes[0].Booking.Status != booking.Held || changes[1].Booking.Status != booking.Held ||
+		changes[2].From != booking.Held || changes[2].Booking.Status != booking.Cancelled || changes[2].Booking.Version != 3 {
+		t.Fatalf("changes %+v", changes)
+	}
+	for id, want := range map[string]booking.Status{b1.ID: booking.Held, b2.ID: booking.Cancelled} {
+		if got, _ := e.store.Get(ctx, id); got.Status != want {
+			t.Fatalf("booking %s: %s, want %s", id, got.Status, want)
+		}
+	}
+	if h, _ := e.store.History(ctx, b2.ID); len(h) != 3 {
+		t.Fatalf("history of %s: %d lines, want 3", b2.ID, len(h))
+	}
+
+	// Redelivered: every claim says processed, and the unknown booking is reported by Apply.
+	first, _, err = batch()
+	if !slices.Equal(first, []bool{false, false, false, false, false}) {
+		t.Fatalf("claims again %v", first)
+	}
+	if !errors.Is(err, booking.ErrInvalidTransition) {
+		t.Fatalf("applying again: %v, want the cancelled booking's refusal", err)
+	}
+	err = e.store.InTx(ctx, func(tx booking.Tx) error {
+		if err := tx.Lock(ctx, []string{"01900000-0000-7000-8000-000000000000"}); err != nil {
+			return err
+		}
+		_, err := tx.Apply(ctx, "01900000-0000-7000-8000-000000000000", booking.SeatsReleased{})
+		return err
+	})
+	if !errors.Is(err, booking.ErrNotFound) {
+		t.Fatalf("unknown booking after Lock: %v", err)
+	}
+}
+
 // testSaga walks one booking through every input, as the consumers and the api apply them.
 func testSaga(t *testing.T, e *env) {
 	ctx := context.Background()

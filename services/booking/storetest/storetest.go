@@ -48,6 +48,7 @@ func Run(t *testing.T, newAdapter func(t *testing.T) Adapter) {
 	}{
 		{"CreateGetHistory", testCreateGetHistory},
 		{"Saga", testSaga},
+		{"BatchClaimAndLock", testBatchClaimAndLock},
 		{"RejectedAndUnknown", testRejectedAndUnknown},
 		{"EmitFailureRollsBack", testEmitFailureRollsBack},
 		{"ListPages", testListPages},
