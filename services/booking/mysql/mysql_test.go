@@ -131,3 +131,42 @@ func TestQueuedWritesFailTogether(t *testing.T) {
 		t.Fatalf("idempotency key %s, want done", status)
 	}
 }
+
+// TestDeadConnectionIsReplaced: a transaction takes its connection with sql.DB.Conn, not
+// BeginTx, so it must still get the pool's check of an idle connection the server has closed
+// (a restart, its wait_timeout, an operator's KILL) and a fresh connection instead of failing
+// the request.
+func TestDeadConnectionIsReplaced(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := testenv.MySQL(t)
+	db, err := mysql.Open(ctx, dsn, 2, slog.New(slog.DiscardHandler)) // the migrations' lock takes one
+	testenv.Fatal(t, "open", err)
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	store := mysql.NewStore(db, booking.Rules{HoldTTL: time.Minute, PendingTimeout: time.Minute}, nil)
+	var id int64
+	testenv.Fatal(t, "connection id", db.QueryRowContext(ctx, `SELECT CONNECTION_ID()`).Scan(&id))
+
+	admin, err := sql.Open("mysql", dsn)
+	testenv.Fatal(t, "admin", err)
+	defer admin.Close()
+	_, err = admin.ExecContext(ctx, fmt.Sprintf("KILL %d", id))
+	testenv.Fatal(t, "kill", err)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var n int
+		testenv.Fatal(t, "processlist", admin.QueryRowContext(ctx,
+			`SELECT COUNT(*) FROM information_schema.processlist WHERE id = ?`, id).Scan(&n))
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connection %d still there 5 s after KILL", id)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	if _, err := store.Create(ctx, "alice", 7, 1); err != nil {
+		t.Fatalf("create on a pool whose connection was killed: %v", err)
+	}
+}
