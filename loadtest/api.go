@@ -25,8 +25,10 @@ const (
 	pathAirplanes = "/api/v1/airplanes"
 	pathFlights   = "/api/v1/flights"
 	pathBookings  = "/api/v1/bookings"
-	pathHealth    = "/healthz"
-	pathReady     = "/readyz"
+	// pathAdminBookings lists every user's bookings of a flight, a page at a time.
+	pathAdminBookings = "/api/v1/admin/bookings"
+	pathHealth        = "/healthz"
+	pathReady         = "/readyz"
 )
 
 func flightPath(id ID) string   { return pathFlights + "/" + url.PathEscape(id.String()) }
@@ -54,6 +56,8 @@ const (
 	epBooking = "GET /bookings/{id}"
 	epPay     = "POST /bookings/{id}/payments"
 	epCancel  = "POST /bookings/{id}/cancel"
+
+	epAdminBookings = "GET /admin/bookings"
 )
 
 // Booking statuses, as the booking service spells them.

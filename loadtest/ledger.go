@@ -108,6 +108,13 @@ func (l *ledger) takeHeld(rng *rand.Rand) (booking, bool) {
 	return *l.bookings[id], true
 }
 
+// size returns how many bookings the ledger holds.
+func (l *ledger) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.bookings)
+}
+
 // selectBookings returns copies of the bookings whose status keep says to keep.
 func (l *ledger) selectBookings(keep func(status string) bool) []booking {
 	l.mu.Lock()

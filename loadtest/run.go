@@ -13,6 +13,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +35,7 @@ type runner struct {
 	rec    *Recorder
 	ledger *ledger
 	cat    catalogue
+	admin  string // admin token, for the catalogue and the verification's bulk reads
 
 	workers  []*worker
 	ops      atomic.Int64 // operations finished
@@ -67,7 +70,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (Report, err
 		conns = max(conns, cfg.Requests)
 	}
 	base := newClient(conns, cfg.RequestTimeout)
-	r := &runner{cfg: cfg, rec: NewRecorder(), ledger: newLedger(), quiet: base, lag: newHistogram()}
+	r := &runner{cfg: cfg, rec: NewRecorder(), ledger: newLedger(), quiet: base, lag: newHistogram(), admin: admin}
 	r.c = base.recording(r.rec)
 	for i := range cfg.Clients {
 		tok, err := a.Token(fmt.Sprintf("loadtest-%s-%d", runID, i), "", ttl)
@@ -410,9 +413,19 @@ func backlog(figures map[string]float64) float64 {
 	return sum
 }
 
-// refresh reads each booking again, cfg.Clients at a time, and stores what it says. A booking
-// the service no longer knows is marked MISSING, which the verification reports.
+// refresh reads the bookings again and stores what the service says. A booking the service
+// no longer knows is marked MISSING, which the verification reports.
+//
+// Many bookings are read a page of 1,000 at a time, through the admin list of each flight of
+// the run: after a hot run thousands are still PENDING, and reading each one every 250 ms
+// would load the booking service while it settles. A few are read one by one, and so is
+// every booking when the list cannot be read (a deployment without the admin list).
 func (r *runner) refresh(ctx context.Context, bookings []booking) {
+	if pages := r.ledger.size()/adminPageSize + len(r.cat.flights); len(bookings) > pages {
+		if err := r.refreshByFlight(ctx, bookings); err == nil {
+			return
+		}
+	}
 	sem := make(chan struct{}, r.cfg.Clients)
 	var wg sync.WaitGroup
 	for _, b := range bookings {
@@ -431,6 +444,48 @@ func (r *runner) refresh(ctx context.Context, bookings []booking) {
 		})
 	}
 	wg.Wait()
+}
+
+// adminPageSize is the page the verification asks the admin list for, its maximum.
+const adminPageSize = 1000
+
+// refreshByFlight reads every booking of the run's flights from the admin list and stores
+// the status of those in bookings; one the lists do not have is MISSING.
+func (r *runner) refreshByFlight(ctx context.Context, bookings []booking) error {
+	seen := map[ID]Booking{}
+	for _, flight := range r.cat.flights {
+		after := ""
+		for {
+			q := url.Values{"flight_id": {flight.String()}, "limit": {strconv.Itoa(adminPageSize)}}
+			if after != "" {
+				q.Set("after", after)
+			}
+			var page struct {
+				Items     []Booking `json:"items"`
+				NextAfter string    `json:"next_after"`
+			}
+			_, err := r.quiet.do(ctx, request{endpoint: epAdminBookings, method: http.MethodGet,
+				url: r.cfg.BookingURL + pathAdminBookings + "?" + q.Encode(), token: r.admin, out: &page})
+			if err != nil {
+				return err
+			}
+			for _, b := range page.Items {
+				seen[b.ID] = b
+			}
+			if page.NextAfter == "" {
+				break
+			}
+			after = page.NextAfter
+		}
+	}
+	for _, b := range bookings {
+		now, ok := seen[b.id]
+		if !ok {
+			now = Booking{ID: b.id, Status: "MISSING"}
+		}
+		r.ledger.update(now)
+	}
+	return nil
 }
 
 // readFlights reads every flight the run created; a flight it cannot read is a violation.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,9 @@ type fakeServices struct {
 	oversell      bool
 	dropResponses int
 	downFile      string
+	adminList     bool // serve GET /api/v1/admin/bookings, as the real service does
+
+	gets, lists int // GET /api/v1/bookings/{id} and admin list requests answered
 
 	mu       sync.Mutex
 	seq      int
@@ -122,7 +126,41 @@ func startFake(t *testing.T, f *fakeServices) (flightURL, bookingURL string) {
 		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		f.gets++
 		writeJSON(w, 200, b.json())
+	})
+	bm.HandleFunc("GET /api/v1/admin/bookings", func(w http.ResponseWriter, r *http.Request) {
+		if !f.adminList {
+			problem(w, 404, "not found")
+			return
+		}
+		if f.user(r) != "admin" {
+			problem(w, 403, "admins only")
+			return
+		}
+		q := r.URL.Query()
+		limit, _ := strconv.Atoi(q.Get("limit"))
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.lists++
+		var ids []string
+		for id, b := range f.bookings {
+			if b.flight == q.Get("flight_id") && id > q.Get("after") {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		page := map[string]any{}
+		if len(ids) > limit {
+			ids = ids[:limit]
+			page["next_after"] = ids[limit-1]
+		}
+		items := []any{}
+		for _, id := range ids {
+			items = append(items, f.bookings[id].json())
+		}
+		page["items"] = items
+		writeJSON(w, 200, page)
 	})
 	bm.HandleFunc("POST /api/v1/bookings/{id}/payments", f.pay)
 	bm.HandleFunc("POST /api/v1/bookings/{id}/cancel", f.cancel)
@@ -422,6 +460,23 @@ func TestRunScenarios(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunVerifiesThroughTheAdminList: with the booking service's admin list available, the
+// verification reads the run's bookings a page at a time instead of one GET each.
+func TestRunVerifiesThroughTheAdminList(t *testing.T) {
+	t.Parallel()
+	f := &fakeServices{adminList: true}
+	fu, bu := startFake(t, f)
+	cfg := testConfig(fu, bu)
+	cfg.Scenario, cfg.Requests, cfg.SeatsPerFlight = ScenarioHot, 150, 100
+	rep, err := Run(context.Background(), cfg, &bytes.Buffer{}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{StatusHeld: 100, StatusRejected: 50}, rep.Bookings)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	assert.Zero(t, f.gets, "bookings read one by one")
+	assert.Positive(t, f.lists)
 }
 
 func TestRunFlagsOversell(t *testing.T) {
