@@ -2,7 +2,6 @@ package mysql
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 )
@@ -16,7 +15,7 @@ import (
 func (s *Store) ClaimExpired(ctx context.Context, limit int) ([]string, error) {
 	now := s.Now()
 	var ids []string
-	err := inTx(ctx, s.db, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(t *tx) error {
 		ids = ids[:0]
 		// Two queries rather than one OR, so each seeks its own index.
 		for _, q := range []struct {
@@ -31,7 +30,7 @@ func (s *Store) ClaimExpired(ctx context.Context, limit int) ([]string, error) {
 			if len(ids) >= limit {
 				break
 			}
-			rows, err := tx.QueryContext(ctx, q.sql, q.arg, limit-len(ids))
+			rows, err := t.query(ctx, q.sql, q.arg, limit-len(ids))
 			if err != nil {
 				return fmt.Errorf("claim expired bookings: %w", err)
 			}

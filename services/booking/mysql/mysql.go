@@ -114,12 +114,6 @@ func createDatabase(ctx context.Context, cfg *mysql.Config) error {
 	return nil
 }
 
-// inTx runs fn in a transaction on db, committing when fn returns nil and rolling back
-// otherwise, and runs it again as retry says.
-func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
-	return retry(ctx, func() error { return runTx(ctx, db, fn) })
-}
-
 // retry runs attempt, and again (up to five times in all, with a short growing pause) when
 // the server aborted its transaction for a deadlock (1213) or a lock wait timeout (1205): the
 // rollback has undone everything it did, so the retry is safe as long as the transaction does
@@ -140,28 +134,6 @@ func retry(ctx context.Context, attempt func() error) error {
 		case <-time.After(time.Duration(n) * 5 * time.Millisecond):
 		}
 	}
-}
-
-func runTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) (err error) {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	committed := false
-	defer func() {
-		// Also on panic: the connection goes back to the pool without an open transaction.
-		if !committed {
-			_ = tx.Rollback()
-		}
-	}()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	committed = true
-	return nil
 }
 
 // mysqlErr returns the server's error number of err, or 0.

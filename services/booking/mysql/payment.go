@@ -108,13 +108,10 @@ func (s *Store) RefundDue(ctx context.Context, gw booking.PaymentGateway, bookin
 		if err := gw.Refund(ctx, d.req); err != nil {
 			return i, fmt.Errorf("refund %s of booking %s: %w", d.id, bookingID, err)
 		}
-		err := inTx(ctx, s.db, func(tx *sql.Tx) error {
-			now := s.Now()
-			if _, err := tx.ExecContext(ctx, `UPDATE refunds SET status = 'done', refunded_at = ? WHERE id = ?`, now, d.id); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, `UPDATE payments SET status = ? WHERE id = ?`, booking.PaymentRefunded, d.paymentID)
-			return err
+		err := s.inTx(ctx, func(t *tx) error {
+			t.later(`UPDATE refunds SET status = 'done', refunded_at = ? WHERE id = ?`, s.Now(), d.id)
+			t.later(`UPDATE payments SET status = ? WHERE id = ?`, booking.PaymentRefunded, d.paymentID)
+			return nil
 		})
 		if err != nil {
 			return i, fmt.Errorf("mark refund %s done: %w", d.id, err)

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,12 +116,9 @@ func (t *tx) commit(ctx context.Context) error {
 	if !t.begun && len(t.queued) == 0 {
 		return nil
 	}
-	for _, s := range t.queued {
-		if s.check != nil {
-			if err := t.flush(ctx); err != nil {
-				return err
-			}
-			break
+	if slices.ContainsFunc(t.queued, func(s stmt) bool { return s.check != nil }) {
+		if err := t.flush(ctx); err != nil {
+			return err
 		}
 	}
 	t.later("COMMIT")
