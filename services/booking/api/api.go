@@ -63,6 +63,7 @@ type Deps struct {
 type server struct {
 	Deps
 	flights *flightCache
+	creates *creator
 }
 
 // Routes registers the booking API under /api/v1 on r.
@@ -78,6 +79,7 @@ func Routes(r gin.IRouter, d Deps) {
 	}
 	s := &server{Deps: d}
 	s.flights = &flightCache{ttl: d.FlightCacheTTL, load: d.Store.Flight, now: time.Now}
+	s.creates = newCreator(d.Store)
 	v1 := r.Group("/api/v1", d.Auth.Required())
 	v1.POST("/bookings", s.create)
 	v1.GET("/bookings", s.list)
@@ -222,38 +224,47 @@ func replay(c *gin.Context, r *booking.Response) {
 // of the response work returns, so a request either happened with its key recorded or not at
 // all. It returns the stored response to replay when key was already completed.
 func (s *server) inKeyedTx(ctx context.Context, key *booking.Key, work func(tx booking.Tx) (int, booking.Booking, error)) (booking.Response, bool, booking.Booking, error) {
-	var (
-		resp     booking.Response
-		replayed bool
-		b        booking.Booking
-	)
+	var k keyed
 	err := s.Store.InTx(ctx, func(tx booking.Tx) error {
-		replayed = false
-		if key != nil {
-			r, err := tx.ClaimKey(ctx, *key)
-			if err != nil {
-				return err
-			}
-			if r != nil {
-				resp, replayed = *r, true
-				return nil
-			}
-		}
-		status, nb, err := work(tx)
+		return k.run(ctx, tx, key, work)
+	})
+	return k.resp, k.replayed, k.b, err
+}
+
+// keyed is the outcome of one keyed request's work in a transaction.
+type keyed struct {
+	resp     booking.Response
+	replayed bool // resp is the key's stored response; the work did not run
+	b        booking.Booking
+}
+
+// run claims key (when not nil), does work unless the key replays, and completes the key
+// with the response, all in tx.
+func (k *keyed) run(ctx context.Context, tx booking.Tx, key *booking.Key, work func(tx booking.Tx) (int, booking.Booking, error)) error {
+	*k = keyed{} // a retried transaction starts over
+	if key != nil {
+		r, err := tx.ClaimKey(ctx, *key)
 		if err != nil {
 			return err
 		}
-		body, err := json.Marshal(view(nb))
-		if err != nil {
-			return fmt.Errorf("encode booking: %w", err)
+		if r != nil {
+			k.resp, k.replayed = *r, true
+			return nil
 		}
-		resp, b = booking.Response{Status: status, Body: body}, nb
-		if key != nil {
-			return tx.CompleteKey(ctx, *key, resp)
-		}
-		return nil
-	})
-	return resp, replayed, b, err
+	}
+	status, b, err := work(tx)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(view(b))
+	if err != nil {
+		return fmt.Errorf("encode booking: %w", err)
+	}
+	k.resp, k.b = booking.Response{Status: status, Body: body}, b
+	if key != nil {
+		return tx.CompleteKey(ctx, *key, k.resp)
+	}
+	return nil
 }
 
 type createRequest struct {
@@ -289,10 +300,7 @@ func (s *server) create(c *gin.Context) {
 		web.AbortStatus(c, http.StatusBadRequest, "invalid_prefer", fmt.Sprintf("Prefer: wait must be a whole number of seconds (at most %d are honoured)", int(MaxWait/time.Second)))
 		return
 	}
-	resp, replayed, b, err := s.inKeyedTx(c.Request.Context(), key, func(tx booking.Tx) (int, booking.Booking, error) {
-		b, err := tx.Create(c.Request.Context(), user(c).ID, req.FlightID, req.Seats)
-		return http.StatusAccepted, b, err
-	})
+	resp, replayed, b, err := s.creates.create(c.Request.Context(), creation{key: key, userID: user(c).ID, flightID: req.FlightID, seats: req.Seats})
 	if err != nil {
 		fail(c, err)
 		return

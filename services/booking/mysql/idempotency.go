@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flightbook/flightbook/inbox"
@@ -15,15 +16,16 @@ import (
 // booking.ErrKeyReused when it was used for another request, and booking.ErrKeyInProgress
 // when another request holds it.
 //
-// When the claim is the transaction's first step, it is optimistic: nothing is sent, and the
-// key's row is written with the transaction's first packet, as completed if CompleteKey comes
-// first (a booking POST is then one round trip). If the key exists, that packet fails with a
-// duplicate key and inTx runs the transaction again, claiming the slow way below. Either way
-// a concurrent request with the same key blocks on the uncommitted row until this
-// transaction ends, then sees the completed key and replays it.
+// While the transaction has sent nothing, the claim is optimistic: nothing is sent, and the
+// key's row is written in front of the transaction's first packet, as completed if
+// CompleteKey comes first (a booking POST is then one round trip, and a batch of them too).
+// If the key exists, that packet fails with a duplicate key and inTx runs the transaction
+// again, claiming the slow way below. Either way a concurrent request with the same key blocks
+// on the uncommitted row until this transaction ends, then sees the completed key and
+// replays it.
 func (t *tx) ClaimKey(ctx context.Context, key booking.Key) (*booking.Response, error) {
-	if !t.keysChecked && !t.begun && len(t.queued) == 0 && t.claim == nil {
-		t.claim = &key
+	if !t.keysChecked && !t.begun {
+		t.claims = append(t.claims, key)
 		return nil, nil
 	}
 	_, err := t.exec(ctx, `
@@ -88,8 +90,8 @@ func (s *Store) ClaimKey(ctx context.Context, key booking.Key) (*booking.Respons
 // CompleteKey stores the response of the request that claimed key, in the transaction that
 // did its work: with the key's row itself when the claim has not been sent yet.
 func (t *tx) CompleteKey(_ context.Context, key booking.Key, r booking.Response) error {
-	if t.claim != nil && *t.claim == key {
-		t.claim = nil
+	if i := slices.Index(t.claims, key); i >= 0 {
+		t.claims = slices.Delete(t.claims, i, i+1)
 		t.queueClaim(`
 			INSERT INTO idempotency_keys (user_id, `+"`key`"+`, request_hash, status, response_status, response_body, created_at)
 			VALUES (?, ?, ?, 'done', ?, ?, ?)`,
@@ -103,18 +105,16 @@ func (t *tx) CompleteKey(_ context.Context, key booking.Key, r booking.Response)
 	return nil
 }
 
-// materialiseClaim queues an optimistic claim's row, in progress, in front of the queued
-// writes, when the transaction sends something before CompleteKey could write it completed.
-func (t *tx) materialiseClaim() {
-	if t.claim == nil {
-		return
+// materialiseClaims queues the optimistic claims' rows, in progress, in front of the queued
+// writes, when the transaction sends something before CompleteKey could write them completed.
+func (t *tx) materialiseClaims() {
+	for _, key := range slices.Backward(t.claims) {
+		t.queueClaim(`
+			INSERT INTO idempotency_keys (user_id, `+"`key`"+`, request_hash, status, created_at)
+			VALUES (?, ?, ?, 'in_progress', ?)`,
+			key.UserID, key.Key, key.Hash, time.Now().UTC())
 	}
-	key := *t.claim
-	t.claim = nil
-	t.queueClaim(`
-		INSERT INTO idempotency_keys (user_id, `+"`key`"+`, request_hash, status, created_at)
-		VALUES (?, ?, ?, 'in_progress', ?)`,
-		key.UserID, key.Key, key.Hash, time.Now().UTC())
+	t.claims = nil
 }
 
 // ReleaseKey forgets a claimed key whose request failed, so the client may retry with it.

@@ -47,10 +47,10 @@ type tx struct {
 	// transaction.
 	locked map[string]booking.Booking
 
-	// claim is an idempotency key claimed optimistically and not yet queued (see ClaimKey),
+	// claims are idempotency keys claimed optimistically and not yet queued (see ClaimKey),
 	// and keysChecked says this attempt claims keys the slow way, after an earlier attempt
-	// found the key taken.
-	claim       *booking.Key
+	// found a key taken.
+	claims      []booking.Key
 	keysChecked bool
 }
 
@@ -97,7 +97,7 @@ func (s *Store) runTx(ctx context.Context, fn func(t *tx) error, keysChecked boo
 		}
 	}()
 	if err := fn(t); err != nil {
-		if t.claim != nil {
+		if len(t.claims) > 0 {
 			return fmt.Errorf("%w: %w", errCheckKey, err)
 		}
 		return err
@@ -112,7 +112,7 @@ func (s *Store) runTx(ctx context.Context, fn func(t *tx) error, keysChecked boo
 // commit sends what is queued and COMMIT, in one packet unless the queued writes have checks
 // to pass first. A transaction that read nothing and wrote nothing sends nothing.
 func (t *tx) commit(ctx context.Context) error {
-	t.materialiseClaim()
+	t.materialiseClaims()
 	if !t.begun && len(t.queued) == 0 {
 		return nil
 	}
@@ -161,7 +161,7 @@ func (t *tx) queueClaim(query string, args ...any) {
 // flush sends the queued writes (and START TRANSACTION, if not yet sent) in one round trip
 // and runs their checks.
 func (t *tx) flush(ctx context.Context) error {
-	t.materialiseClaim()
+	t.materialiseClaims()
 	if len(t.queued) == 0 && t.begun {
 		return nil
 	}
@@ -169,7 +169,7 @@ func (t *tx) flush(ctx context.Context) error {
 		t.queued = append([]stmt{{query: "START TRANSACTION"}}, t.queued...)
 		t.begun = true
 	}
-	packet := t.queued
+	packet := coalesce(t.queued)
 	t.queued = nil
 	query := make([]string, len(packet))
 	var args []any
@@ -200,6 +200,81 @@ func (t *tx) flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// coalesce merges the single-row INSERTs of a packet that have the same text, and no check,
+// into one multi-row INSERT each, at the place of the first: the same rows for a fraction of
+// the server's work per row, which is what lets a batch of booking POSTs cost less than the
+// POSTs one by one (four INSERTs per batch instead of four per booking). Rows keep their
+// order within a table. Only a run of such INSERTs is merged: any other statement (a START,
+// an UPDATE, a checked INSERT) ends the run, so no row moves past a statement that could see
+// it. Rows of one table move ahead of another table's rows of the same run; the packets that
+// have such runs repeat one shape per item (key, booking, history, outbox), so a row never
+// moves ahead of the row it refers to.
+func coalesce(packet []stmt) []stmt {
+	out := make([]stmt, 0, len(packet))
+	run := map[string]int{} // the INSERT text of the current run -> its index in out
+	for _, s := range packet {
+		head, row, ok := splitInsert(s)
+		if !ok {
+			out = append(out, s)
+			clear(run)
+			continue
+		}
+		i, seen := run[head+row]
+		if !seen {
+			run[head+row] = len(out)
+			out = append(out, s)
+			continue
+		}
+		m := &out[i]
+		m.query += ", " + row
+		m.args = append(slices.Clip(m.args), s.args...)
+		m.claim = m.claim || s.claim
+	}
+	return out
+}
+
+// splitInsert splits an unchecked single-row "INSERT INTO ... VALUES (...)" into the part up
+// to VALUES and the row.
+func splitInsert(s stmt) (head, row string, ok bool) {
+	if s.check != nil || !strings.HasPrefix(s.query, "INSERT INTO ") {
+		return "", "", false
+	}
+	i := strings.LastIndex(s.query, "VALUES")
+	if i < 0 {
+		return "", "", false
+	}
+	head, row = s.query[:i+len("VALUES")], strings.TrimSpace(s.query[i+len("VALUES"):])
+	if !oneRow(row) {
+		return "", "", false
+	}
+	return head, row, true
+}
+
+// oneRow reports whether row is one parenthesised row, "(...)", and nothing after it (no
+// second row, no ON DUPLICATE KEY clause).
+func oneRow(row string) bool {
+	if !strings.HasPrefix(row, "(") {
+		return false
+	}
+	depth, quoted := 0, false
+	for i := 0; i < len(row); i++ {
+		switch c := row[i]; {
+		case quoted:
+			quoted = c != '\''
+		case c == '\'':
+			quoted = true
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 {
+				return i == len(row)-1
+			}
+		}
+	}
+	return false
 }
 
 // send runs query, one or more statements, on the transaction's connection and returns the
