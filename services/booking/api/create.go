@@ -26,6 +26,7 @@ const (
 type creator struct {
 	store   booking.Store
 	batches *groupcommit.Batcher[uint32, *creation]
+	shards  uint32
 	next    atomic.Uint32
 }
 
@@ -40,7 +41,7 @@ type creation struct {
 }
 
 func newCreator(store booking.Store) *creator {
-	c := &creator{store: store}
+	c := &creator{store: store, shards: createShards}
 	c.batches = groupcommit.New[uint32](maxCreateBatch, c.write)
 	return c
 }
@@ -50,7 +51,7 @@ func newCreator(store booking.Store) *creator {
 // batch commits exactly what the POSTs one by one would have.
 func (c *creator) create(ctx context.Context, in creation) (booking.Response, bool, booking.Booking, error) {
 	item := &in
-	shared, err := c.batches.Do(ctx, c.next.Add(1)%createShards, item)
+	shared, err := c.batches.Do(ctx, c.next.Add(1)%c.shards, item)
 	switch {
 	case err == nil:
 		return item.out.resp, item.out.replayed, item.out.b, nil

@@ -143,3 +143,94 @@ func testKeyWithWork(t *testing.T, e *env) {
 		t.Fatalf("bookings %v, want one, %s", bs, id)
 	}
 }
+
+// testKeysInOneTx is the api's batch of POSTs: several keys, each with its booking and
+// response, in one transaction, one of them a replay of a completed key. Every new key gets
+// its booking and history and event, the replay gets its stored response and no booking, and
+// a batch holding a key in progress writes nothing at all.
+func testKeysInOneTx(t *testing.T, e *env) {
+	ctx := context.Background()
+	key := func(k string) booking.Key { return booking.Key{UserID: "carol", Key: k, Hash: "h-" + k} }
+	create := func(tx booking.Tx, k booking.Key) (string, bool, error) {
+		r, err := tx.ClaimKey(ctx, k)
+		if err != nil {
+			return "", false, err
+		}
+		if r != nil {
+			return string(r.Body), true, nil
+		}
+		b, err := tx.Create(ctx, "carol", 9, 1)
+		if err != nil {
+			return "", false, err
+		}
+		return b.ID, false, tx.CompleteKey(ctx, k, booking.Response{Status: 202, Body: []byte(b.ID)})
+	}
+	var done string
+	testenv.Fatal(t, "first key", e.store.InTx(ctx, func(tx booking.Tx) error {
+		var err error
+		done, _, err = create(tx, key("done"))
+		return err
+	}))
+
+	keys := []booking.Key{key("a"), key("done"), key("b"), key("c")}
+	ids := make([]string, len(keys))
+	replayed := make([]bool, len(keys))
+	testenv.Fatal(t, "batch", e.store.InTx(ctx, func(tx booking.Tx) error {
+		for i, k := range keys {
+			var err error
+			if ids[i], replayed[i], err = create(tx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	if ids[1] != done || !replayed[1] {
+		t.Fatalf("replayed key: id %q replayed %v, want %q true", ids[1], replayed[1], done)
+	}
+	for i, k := range keys {
+		if i == 1 {
+			continue
+		}
+		if replayed[i] || ids[i] == "" || ids[i] == done {
+			t.Fatalf("key %s: id %q replayed %v", k.Key, ids[i], replayed[i])
+		}
+		b, err := e.store.Get(ctx, ids[i])
+		if err != nil || b.Status != booking.Pending {
+			t.Fatalf("booking of key %s: %+v %v", k.Key, b, err)
+		}
+		if got := e.emitted(t, ids[i]); len(got) != 1 {
+			t.Fatalf("booking of key %s emitted %v, want one event", k.Key, got)
+		}
+		if got := e.causes(t, ids[i]); len(got) != 1 {
+			t.Fatalf("booking of key %s has history %v, want one line", k.Key, got)
+		}
+		r, err := e.store.ClaimKey(ctx, k)
+		if err != nil || r == nil || string(r.Body) != ids[i] {
+			t.Fatalf("key %s afterwards: %+v %v, want the response %q", k.Key, r, err, ids[i])
+		}
+	}
+
+	// A key in progress fails its batch, and the batch leaves nothing behind.
+	if _, err := e.store.ClaimKey(ctx, key("busy")); err != nil {
+		t.Fatal(err)
+	}
+	err := e.store.InTx(ctx, func(tx booking.Tx) error {
+		for _, k := range []booking.Key{key("d"), key("busy")} {
+			if _, _, err := create(tx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, booking.ErrKeyInProgress) {
+		t.Fatalf("batch with a key in progress: %v, want %v", err, booking.ErrKeyInProgress)
+	}
+	if r, err := e.store.ClaimKey(ctx, key("d")); r != nil || err != nil {
+		t.Fatalf("key d after the failed batch: %+v %v, want it free", r, err)
+	}
+	bs, _, err := e.store.List(ctx, booking.ListQuery{UserID: "carol", Limit: 10})
+	testenv.Fatal(t, "list", err)
+	if len(bs) != 4 {
+		t.Fatalf("carol has %d bookings, want 4 (the first key's and the batch's three)", len(bs))
+	}
+}
