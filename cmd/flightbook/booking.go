@@ -65,6 +65,7 @@ func runBooking(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := config.Load(&cfg); err != nil {
 		return err
 	}
+	batchingConsumerDefaults(&cfg.Consumer)
 	log, err := loggerFor(stdout, cfg.LogLevel)
 	if err != nil {
 		return err

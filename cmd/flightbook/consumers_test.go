@@ -9,13 +9,13 @@ import (
 	"github.com/flightbook/flightbook/consumer"
 )
 
-func TestFlightConsumerDefaults(t *testing.T) {
+func TestBatchingConsumerDefaults(t *testing.T) {
 	tests := []struct {
 		name               string
 		env                map[string]string
 		concurrency, acked int
 	}{
-		{"unset: flight defaults", nil, 64, 512},
+		{"unset: the batching defaults", nil, 64, 512},
 		{"concurrency set", map[string]string{"FLIGHTBOOK_CONSUMER_CONCURRENCY": "8"}, 8, 512},
 		{"concurrency above the default", map[string]string{"FLIGHTBOOK_CONSUMER_CONCURRENCY": "1000"}, 1000, 1000},
 		{"max ack pending set", map[string]string{"FLIGHTBOOK_CONSUMER_MAX_ACK_PENDING": "2000"}, 64, 2000},
@@ -31,7 +31,7 @@ func TestFlightConsumerDefaults(t *testing.T) {
 			if err := config.Load(&c); err != nil {
 				t.Fatal(err)
 			}
-			flightConsumerDefaults(&c.Consumer)
+			batchingConsumerDefaults(&c.Consumer)
 			assert.Equal(t, tt.concurrency, c.Consumer.Concurrency, "concurrency")
 			assert.Equal(t, tt.acked, c.Consumer.MaxAckPending, "max ack pending")
 		})

@@ -44,10 +44,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := config.Load(&cfg); err != nil {
 		return err
 	}
-	flightConsumerDefaults(&cfg.Consumer)
+	batchingConsumerDefaults(&cfg.Consumer)
 	if err := config.Load(&bcfg); err != nil {
 		return err
 	}
+	batchingConsumerDefaults(&bcfg.Consumer)
 	if err := config.Load(&dcfg); err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func runFlight(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := config.Load(&cfg); err != nil {
 		return err
 	}
-	flightConsumerDefaults(&cfg.Consumer)
+	batchingConsumerDefaults(&cfg.Consumer)
 	log, err := loggerFor(stdout, cfg.LogLevel)
 	if err != nil {
 		return err
