@@ -332,7 +332,7 @@ func (t *tx) save(ctx context.Context, version int64, c booking.Change) error {
 // record writes the history line and emits the effects of a change already written.
 func (t *tx) record(ctx context.Context, c booking.Change) error {
 	b := c.Booking
-	t.later(`
+	t.laterLeaf(`
 		INSERT INTO booking_history (booking_id, seq, from_status, to_status, cause, detail, at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		b.ID, b.Version, c.From, b.Status, c.Cause, truncate(c.Detail, 512), b.UpdatedAt.UTC())

@@ -43,6 +43,10 @@ type tx struct {
 	conn   *sql.Conn
 	begun  bool // START TRANSACTION has been sent (perhaps in a packet that failed)
 	queued []stmt
+	// leaves are queued rows that nothing in the transaction reads or refers to (history
+	// lines, outbox events): they go after the other queued writes, so that a batch's rows of
+	// one table are next to each other and coalesce into one INSERT.
+	leaves []stmt
 	// locked holds the bookings Lock read under their row locks, as they stand in this
 	// transaction.
 	locked map[string]booking.Booking
@@ -113,6 +117,7 @@ func (s *Store) runTx(ctx context.Context, fn func(t *tx) error, keysChecked boo
 // to pass first. A transaction that read nothing and wrote nothing sends nothing.
 func (t *tx) commit(ctx context.Context) error {
 	t.materialiseClaims()
+	t.queueLeaves()
 	if !t.begun && len(t.queued) == 0 {
 		return nil
 	}
@@ -147,6 +152,18 @@ func (t *tx) later(query string, args ...any) {
 	t.queued = append(t.queued, stmt{query: strings.TrimSpace(query), args: args})
 }
 
+// laterLeaf queues a row that nothing else in the transaction reads or refers to (see
+// tx.leaves).
+func (t *tx) laterLeaf(query string, args ...any) {
+	t.leaves = append(t.leaves, stmt{query: strings.TrimSpace(query), args: args})
+}
+
+// queueLeaves moves the leaves behind the queued writes.
+func (t *tx) queueLeaves() {
+	t.queued = append(t.queued, t.leaves...)
+	t.leaves = nil
+}
+
 // laterChecked queues a write whose count of affected rows check reads.
 func (t *tx) laterChecked(check func(affected int64) error, query string, args ...any) {
 	t.queued = append(t.queued, stmt{query: strings.TrimSpace(query), args: args, check: check})
@@ -162,6 +179,7 @@ func (t *tx) queueClaim(query string, args ...any) {
 // and runs their checks.
 func (t *tx) flush(ctx context.Context) error {
 	t.materialiseClaims()
+	t.queueLeaves()
 	if len(t.queued) == 0 && t.begun {
 		return nil
 	}
@@ -204,13 +222,13 @@ func (t *tx) flush(ctx context.Context) error {
 
 // coalesce merges the single-row INSERTs of a packet that have the same text, and no check,
 // into one multi-row INSERT each, at the place of the first: the same rows for a fraction of
-// the server's work per row, which is what lets a batch of booking POSTs cost less than the
-// POSTs one by one (four INSERTs per batch instead of four per booking). Rows keep their
+// the server's work per row. So a batch of booking POSTs writes four INSERTs, not four per
+// booking, and a batch of replies its history lines and events with two. Rows keep their
 // order within a table. Only a run of such INSERTs is merged: any other statement (a START,
 // an UPDATE, a checked INSERT) ends the run, so no row moves past a statement that could see
 // it. Rows of one table move ahead of another table's rows of the same run; the packets that
-// have such runs repeat one shape per item (key, booking, history, outbox), so a row never
-// moves ahead of the row it refers to.
+// have such runs repeat one shape per item (key, booking, then the leaves: history, outbox),
+// so a row never moves ahead of the row it refers to.
 func coalesce(packet []stmt) []stmt {
 	out := make([]stmt, 0, len(packet))
 	run := map[string]int{} // the INSERT text of the current run -> its index in out
@@ -311,11 +329,11 @@ func (t *tx) send(ctx context.Context, query string, args []any) ([]int64, error
 	return affected, err
 }
 
-// ExecContext queues the statement (see later), so that the Emit hook's outbox rows go with
-// the change's other writes: it makes t an outbox.Execer. The result it returns cannot be
-// read, since the statement has not run yet.
+// ExecContext queues the statement as a leaf (see laterLeaf), so that the Emit hook's outbox
+// rows go with the change's other writes: it makes t an outbox.Execer. The result it returns
+// cannot be read, since the statement has not run yet.
 func (t *tx) ExecContext(_ context.Context, query string, args ...any) (sql.Result, error) {
-	t.later(query, args...)
+	t.laterLeaf(query, args...)
 	return queuedResult{}, nil
 }
 
