@@ -65,22 +65,23 @@ func TestCoalesce(t *testing.T) {
 				a("INSERT INTO o (m) VALUES (?), (?)", 3, 4),
 				a("INSERT INTO u (m) VALUES (?) ON DUPLICATE KEY UPDATE m = m", 5),
 				a("INSERT INTO u (m) VALUES (?) ON DUPLICATE KEY UPDATE m = m", 6),
+			},
+			want: nil, // the same
+		},
+		{
+			name: "a parenthesis in a string is text",
+			in: []stmt{
 				a("INSERT INTO q (m) VALUES ('a)b')", 7),
 				a("INSERT INTO q (m) VALUES ('a)b')", 8),
 			},
-			want: []stmt{
-				{query: "INSERT INTO i (m) VALUES (?)", args: []any{"m1"}, check: checked},
-				{query: "INSERT INTO i (m) VALUES (?)", args: []any{"m2"}, check: checked},
-				a("INSERT INTO o (m) VALUES (?), (?)", 1, 2),
-				a("INSERT INTO o (m) VALUES (?), (?)", 3, 4),
-				a("INSERT INTO u (m) VALUES (?) ON DUPLICATE KEY UPDATE m = m", 5),
-				a("INSERT INTO u (m) VALUES (?) ON DUPLICATE KEY UPDATE m = m", 6),
-				a("INSERT INTO q (m) VALUES ('a)b'), ('a)b')", 7, 8),
-			},
+			want: []stmt{a("INSERT INTO q (m) VALUES ('a)b'), ('a)b')", 7, 8)},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.want == nil {
+				tc.want = tc.in
+			}
 			in := slices.Clone(tc.in)
 			got := coalesce(in)
 			if len(got) != len(tc.want) {
