@@ -15,7 +15,7 @@
 #   BENCH_GO         "none" skips the Go benchmarks
 #
 # The outbox benchmarks time a fixed workload per run (-benchtime 1x); the hold benchmarks are
-# ordinary per-op benchmarks and get -benchtime 2s.
+# ordinary per-op benchmarks (and the booking writes' one) and get -benchtime 2s.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -68,7 +68,7 @@ gobench() {
 }
 if [ "$run_go" != none ]; then
 	gobench 1x ./outbox/
-	gobench 2s ./services/flight/messaging/ ./services/flight/postgres/
+	gobench 2s ./services/flight/messaging/ ./services/flight/postgres/ ./services/booking/api/
 fi
 
 say "## load test: flightbook dev (embedded NATS, PostgreSQL and MariaDB database $db)"
