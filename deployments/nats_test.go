@@ -137,7 +137,25 @@ func BenchmarkJetStreamSync(b *testing.B) {
 	}
 }
 
+// BenchmarkJetStreamSyncStreams measures whether spreading messages over more streams raises
+// what a sync on every write allows: each stream stores and syncs its messages one at a time,
+// but different streams' syncs can overlap. Each stream gets b.N/streams messages from a
+// publisher of its own, in windows of 100.
+//
+//	go test -run '^$' -bench JetStreamSyncStreams -benchtime 4000x ./deployments/
+func BenchmarkJetStreamSyncStreams(b *testing.B) {
+	for _, streams := range []int{1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
+			benchmarkPublishStreams(b, true, 100, streams)
+		})
+	}
+}
+
 func benchmarkPublish(b *testing.B, always bool, window int) {
+	benchmarkPublishStreams(b, always, window, 1)
+}
+
+func benchmarkPublishStreams(b *testing.B, always bool, window, streams int) {
 	opts := &server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(),
 		SyncAlways: always, NoLog: true, NoSigs: true,
@@ -153,22 +171,39 @@ func benchmarkPublish(b *testing.B, always bool, window int) {
 	}
 	js := connect(b, s.ClientURL())
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "BENCH", Subjects: []string{"bench.>"}, Storage: jetstream.FileStorage,
-	}); err != nil {
-		b.Fatal(err)
+	for i := range streams {
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: fmt.Sprintf("BENCH%d", i), Subjects: []string{fmt.Sprintf("bench%d.>", i)}, Storage: jetstream.FileStorage,
+		}); err != nil {
+			b.Fatal(err)
+		}
 	}
 	msg := []byte(strings.Repeat("x", 256))
+	per := max(b.N/streams, 1)
 
 	b.ResetTimer()
 	start := time.Now()
-	for sent := 0; sent < b.N; {
-		n := min(window, b.N-sent)
-		futures := make([]jetstream.PubAckFuture, 0, n)
-		for range n {
-			f, err := js.PublishAsync("bench.msg", msg)
+	errs := make(chan error, streams)
+	for i := range streams {
+		go func() { errs <- publish(js, fmt.Sprintf("bench%d.msg", i), msg, per, window) }()
+	}
+	for range streams {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(per*streams)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// publish sends n messages to subject, window at a time, each window waiting for its acks.
+func publish(js jetstream.JetStream, subject string, msg []byte, n, window int) error {
+	for sent := 0; sent < n; {
+		w := min(window, n-sent)
+		futures := make([]jetstream.PubAckFuture, 0, w)
+		for range w {
+			f, err := js.PublishAsync(subject, msg)
 			if err != nil {
-				b.Fatal(err)
+				return err
 			}
 			futures = append(futures, f)
 		}
@@ -176,10 +211,10 @@ func benchmarkPublish(b *testing.B, always bool, window int) {
 			select {
 			case <-f.Ok():
 			case err := <-f.Err():
-				b.Fatal(err)
+				return err
 			}
 		}
-		sent += n
+		sent += w
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	return nil
 }
