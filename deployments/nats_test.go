@@ -140,7 +140,8 @@ func BenchmarkJetStreamSync(b *testing.B) {
 // BenchmarkJetStreamSyncStreams measures whether spreading messages over more streams raises
 // what a sync on every write allows: each stream stores and syncs its messages one at a time,
 // but different streams' syncs can overlap. Each stream gets b.N/streams messages from a
-// publisher of its own, in windows of 100.
+// publisher of its own, in windows of 100. On an idle machine they do overlap; under a saga
+// load, with the databases syncing too, four streams gained nothing (docs/performance.md).
 //
 //	go test -run '^$' -bench JetStreamSyncStreams -benchtime 4000x ./deployments/
 func BenchmarkJetStreamSyncStreams(b *testing.B) {
