@@ -188,13 +188,19 @@ func (r *runner) load(ctx context.Context, start time.Time) {
 	wg.Wait()
 }
 
-// schedule sends the start time of each operation of an open-loop run at rate a second. When
-// every worker is busy it blocks, and the times it then sends are already past: the lag the
-// workers record is the queueing a real user would have seen (coordinated omission).
+// schedule sends the start time of each operation of an open-loop run at rate a second, up to
+// ctx's deadline. When every worker is busy it blocks, and the times it then sends are already
+// past: the lag the workers record is the queueing a real user would have seen (coordinated
+// omission). A time at or after the deadline is never sent, however late the schedule runs, so
+// a run never starts more than rate x duration operations.
 func schedule(ctx context.Context, start time.Time, rate float64, due chan<- time.Time) {
 	interval := time.Duration(float64(time.Second) / rate)
+	end, bounded := ctx.Deadline()
 	for i := int64(0); ; i++ {
 		t := start.Add(time.Duration(i) * interval)
+		if bounded && !t.Before(end) {
+			return
+		}
 		if d := time.Until(t); d > 0 {
 			select {
 			case <-ctx.Done():

@@ -587,3 +587,44 @@ func TestRunFailsWhenBookingsCannotBeAccountedFor(t *testing.T) {
 	assert.Contains(t, out.String(), "3 booking request(s) of unknown outcome")
 	assert.True(t, rep.Verified)
 }
+
+// lateContext reports a deadline whose timer has not fired yet, as on a loaded machine, where
+// the schedule can run past the deadline before the context is done.
+type lateContext struct {
+	context.Context
+	end time.Time
+}
+
+func (c lateContext) Deadline() (time.Time, bool) { return c.end, true }
+
+// TestScheduleStopsAtTheDeadline: however late the schedule runs, it sends no start time at
+// or after the deadline, so an open-loop run starts at most rate x duration operations. (It
+// once started 106 of 100 on a busy CI machine.)
+func TestScheduleStopsAtTheDeadline(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now().Add(-time.Second) // a second behind: every time is already due
+	ctx := lateContext{Context: parent, end: start.Add(100 * time.Millisecond)}
+	due := make(chan time.Time)
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		schedule(ctx, start, 100, due) // every 10 ms: 10 times before the deadline
+	}()
+	var sent []time.Time
+	for len(sent) <= 10 {
+		select {
+		case tm := <-due:
+			sent = append(sent, tm)
+			continue
+		case <-returned:
+		}
+		break
+	}
+	cancel()
+	<-returned
+	require.Len(t, sent, 10, "start times sent")
+	for _, tm := range sent {
+		assert.True(t, tm.Before(ctx.end), "%v is not before the deadline %v", tm, ctx.end)
+	}
+}
