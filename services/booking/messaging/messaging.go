@@ -141,9 +141,9 @@ func decode[E events.Event](d consumer.Delivery) (E, error) {
 // Group commit for replies. Each reply is a short transaction on its own booking's row, so
 // what batching saves is the transaction around it (begin, commit, a connection), not lock
 // waits; the replies that arrive while a batch runs are applied together in the next, one
-// transaction and one commit for the lot. Replies are batched per shard of the booking id, so that a few
-// batches run at once on separate connections while every reply of one booking still goes
-// through the same queue, in arrival order.
+// transaction and one commit for the lot. Replies are batched per shard of the booking id, so
+// that a few batches run at once on separate connections while every reply of one booking
+// still goes through the same queue, in arrival order.
 const (
 	maxReplyBatch = 64
 	replyShards   = 4

@@ -131,10 +131,11 @@ type work func(ctx context.Context, tx Tx) (replies []events.Event, committed fu
 const maxCommandBatch = 64
 
 // handle runs fn in a transaction guarded by the inbox, queues the events fn returns in the
-// outbox, commits, runs fn's committed hook, and wakes the relay. Releases and confirms lock their flight's row as holds
-// do, so the ones for one flight that arrive while another runs share the next transaction
-// (groupcommit, keyed by flight); as for holds, a failed batch is retried message by message,
-// so that only a message that fails alone is redelivered or dead-lettered.
+// outbox, commits, runs fn's committed hook, and wakes the relay. Releases and confirms lock
+// their flight's row as holds do, so the ones for one flight that arrive while another runs
+// share the next transaction (groupcommit, keyed by flight); as for holds, a failed batch is
+// retried message by message, so that only a message that fails alone is redelivered or
+// dead-lettered.
 func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery, flightID int64, fn work) error {
 	c := command{route: route, d: d, fn: fn}
 	shared, err := h.commands.Do(ctx, flightID, c)
