@@ -97,6 +97,12 @@ func (s mysqlStore) claim(ctx context.Context, after int64, limit int) (claim, e
 	// from a consistent read, which sees a commit whole, and only the prefix of them that locks
 	// is kept. The integers are ours, written into the text so that the queries need no
 	// server-side prepare (one round trip each instead of three with go-sql-driver's defaults).
+	//
+	// The locking read goes by the primary key. By the (published_at, id) index, which MariaDB
+	// picks for it, it skipped every row of the next batch while the batch before was still in
+	// flight, although no transaction held them (seen on MariaDB 10.11: 0 of 100 rows claimed,
+	// and another session locked the first of them with NOWAIT); the relay then waited for the
+	// next notification or poll instead of sending the next batch.
 	ids, err := s.nextIDs(ctx, tx, after, limit)
 	if err != nil || len(ids) == 0 {
 		_ = tx.Rollback()
@@ -105,7 +111,7 @@ func (s mysqlStore) claim(ctx context.Context, after int64, limit int) (claim, e
 		}
 		return &mysqlClaim{tx: tx}, nil
 	}
-	rs, err := tx.QueryContext(ctx, "SELECT id, msg_id, subject, headers, payload FROM outbox"+
+	rs, err := tx.QueryContext(ctx, "SELECT id, msg_id, subject, headers, payload FROM outbox FORCE INDEX (PRIMARY)"+
 		" WHERE id IN ("+idList(ids)+") AND published_at IS NULL ORDER BY id FOR UPDATE SKIP LOCKED")
 	if err != nil {
 		_ = tx.Rollback()
