@@ -71,6 +71,10 @@ func (t Topology) Streams(cfg StreamConfig) []jetstream.StreamConfig {
 			MaxAge:     cfg.MaxAge,
 			Duplicates: cfg.Duplicates,
 			Discard:    jetstream.DiscardOld,
+			// The outbox relays send a backlog as atomic batches, which a stream syncing every
+			// write stores with one sync instead of one per message (outbox/atomic.go). Servers
+			// before 2.12 ignore the setting, and the relays then publish message by message.
+			AllowAtomicPublish: true,
 		}
 	}
 	return []jetstream.StreamConfig{
@@ -109,5 +113,6 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology, cfg 
 func sameStream(have, want jetstream.StreamConfig) bool {
 	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
 		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
-		have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates && have.Discard == want.Discard
+		have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates && have.Discard == want.Discard &&
+		have.AllowAtomicPublish == want.AllowAtomicPublish
 }

@@ -15,29 +15,47 @@ import (
 // BenchmarkRelayBacklog measures how fast one relay, with the default configuration, drains a
 // backlog of 20,000 committed events into JetStream (file storage, acks awaited, rows marked).
 func BenchmarkRelayBacklog(b *testing.B) {
+	forEachBench(b, benchBacklog)
+}
+
+// BenchmarkRelayAtomic is BenchmarkRelayBacklog, and BenchmarkCommitToDelivery's steady 1,000
+// events/s, on JetStream as flightbook deploys it (a sync on every write), with the stream
+// taking atomic batches and without: what atomic batches save, and what they cost when the
+// relay's batches are short.
+//
+//	go test -run '^$' -bench RelayAtomic -benchtime 2x ./outbox/
+func BenchmarkRelayAtomic(b *testing.B) {
+	for _, s := range stores {
+		for _, atomic := range []bool{false, true} {
+			name := fmt.Sprintf("%s/atomic=%v", s.name, atomic)
+			b.Run("backlog/"+name, func(b *testing.B) { benchBacklog(b, s.open(b), deployedBroker(b, atomic)) })
+			b.Run("steady/"+name, func(b *testing.B) { benchSteady(b, s.open(b), deployedBroker(b, atomic), 1000, false) })
+		}
+	}
+}
+
+func benchBacklog(b *testing.B, h *harness, br *broker) {
 	const backlog = 20000
-	forEachBench(b, func(b *testing.B, h *harness, br *broker) {
-		ctx := context.Background()
-		b.StopTimer() // only the drains are timed, not the inserts
-		for i := range b.N {
-			for j := 0; j < backlog; j += 1000 {
-				testenv.Fatal(b, "add", h.add(ctx, events(br.ns, fmt.Sprintf("i%da%d", i, j), 0, 1000)...))
-			}
-			r := h.newRelay(br.js, RelayConfig{})
-			b.StartTimer()
-			stop := runRelay(b, r)
-			for r.published.Load() < backlog {
-				time.Sleep(200 * time.Microsecond)
-			}
-			b.StopTimer()
-			stop()
+	ctx := context.Background()
+	b.StopTimer() // only the drains are timed, not the inserts
+	for i := range b.N {
+		for j := 0; j < backlog; j += 1000 {
+			testenv.Fatal(b, "add", h.add(ctx, events(br.ns, fmt.Sprintf("i%da%d", i, j), 0, 1000)...))
 		}
-		if got, want := br.count(b), backlog*b.N; got != want {
-			b.Fatalf("stream holds %d messages, want %d", got, want)
+		r := h.newRelay(br.js, RelayConfig{})
+		b.StartTimer()
+		stop := runRelay(b, r)
+		for r.published.Load() < backlog {
+			time.Sleep(200 * time.Microsecond)
 		}
-		b.ReportMetric(float64(backlog*b.N)/b.Elapsed().Seconds(), "events/s")
-		b.ReportMetric(0, "ns/op")
-	})
+		b.StopTimer()
+		stop()
+	}
+	if got, want := br.count(b), backlog*b.N; got != want {
+		b.Fatalf("stream holds %d messages, want %d", got, want)
+	}
+	b.ReportMetric(float64(backlog*b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkCommitToDelivery writes 1,000 events/s, one per transaction, each followed by Notify
@@ -124,7 +142,7 @@ var benchBrokers = []struct {
 	{"nats-server", sharedBroker},
 	{"embedded", func(tb testing.TB) *broker {
 		ns, _ := embeddedNATS(tb, tb.TempDir(), 0)
-		return newBroker(tb, ns.ClientURL(), testenv.Name())
+		return newBroker(tb, ns.ClientURL(), testenv.Name(), false)
 	}},
 }
 

@@ -282,8 +282,8 @@ type broker struct {
 }
 
 // newBroker connects to url and creates the test's stream (named after ns so that testenv
-// deletes it) with a duplicate window.
-func newBroker(t testing.TB, url, ns string) *broker {
+// deletes it) with a duplicate window, allowing atomic batches if atomic is set.
+func newBroker(t testing.TB, url, ns string, atomic bool) *broker {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
 	testenv.Fatal(t, "connect to NATS", err)
@@ -297,6 +297,8 @@ func newBroker(t testing.TB, url, ns string) *broker {
 		Subjects:   []string{ns + ".>"},
 		Storage:    jetstream.FileStorage,
 		Duplicates: 10 * time.Minute,
+
+		AllowAtomicPublish: atomic,
 	})
 	testenv.Fatal(t, "create stream", err)
 	return &broker{nc: nc, js: js, ns: ns, stream: s}
@@ -305,7 +307,16 @@ func newBroker(t testing.TB, url, ns string) *broker {
 // sharedBroker is a broker on the machine's NATS server in a fresh namespace.
 func sharedBroker(t testing.TB) *broker {
 	url, ns := testenv.NATS(t)
-	return newBroker(t, url, ns)
+	return newBroker(t, url, ns, false)
+}
+
+// deployedBroker is a broker on an embedded nats-server of go.mod's version that syncs every
+// write, as flightbook's deployment configs and dev mode run JetStream (the machine's server
+// may be too old for atomic batches, and does not sync every write). Its stream takes atomic
+// batches if atomic is set.
+func deployedBroker(t testing.TB, atomic bool) *broker {
+	ns := startNATS(t, &server.Options{SyncAlways: true, StoreDir: t.TempDir()})
+	return newBroker(t, ns.ClientURL(), testenv.Name(), atomic)
 }
 
 // stored is one message as the stream holds it.
@@ -447,15 +458,23 @@ func checkOnceInOrder(t testing.TB, msgs []stored, want int) {
 // so a test can stop it and start it again.
 func embeddedNATS(t testing.TB, dir string, port int) (*server.Server, int) {
 	t.Helper()
-	if port == 0 {
-		port = -1
+	ns := startNATS(t, &server.Options{StoreDir: dir, Port: port})
+	return ns, ns.Addr().(*net.TCPAddr).Port
+}
+
+// startNATS runs a JetStream server in process with opts, on 127.0.0.1, until the test ends.
+func startNATS(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.JetStream, opts.Host, opts.NoSigs, opts.NoLog = true, "127.0.0.1", true, true
+	if opts.Port == 0 {
+		opts.Port = -1
 	}
-	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: dir, Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
+	ns, err := server.NewServer(opts)
 	testenv.Fatal(t, "embedded NATS", err)
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("embedded NATS did not start")
 	}
 	t.Cleanup(ns.Shutdown)
-	return ns, ns.Addr().(*net.TCPAddr).Port
+	return ns
 }

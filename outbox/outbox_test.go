@@ -174,7 +174,7 @@ func TestNothingLostWhileNATSDown(t *testing.T) {
 		ctx := context.Background()
 		dir := t.TempDir()
 		ns, port := embeddedNATS(t, dir, 0)
-		b := newBroker(t, ns.ClientURL(), testenv.Name())
+		b := newBroker(t, ns.ClientURL(), testenv.Name(), false)
 		r := h.newRelay(b.js, RelayConfig{
 			PollInterval: 20 * time.Millisecond, PublishTimeout: 300 * time.Millisecond,
 			MaxBackoff: 100 * time.Millisecond, LockInterval: 50 * time.Millisecond,
@@ -295,47 +295,106 @@ func TestOpenProducerDoesNotStopPublishing(t *testing.T) {
 // before the batch was marked; the rows stay unpublished, the next relay sends them again, and
 // the stream still holds each event once.
 func TestRelayKilledBetweenPublishAndMark(t *testing.T) {
-	forEachStore(t, func(t *testing.T, h *harness) {
-		ctx := context.Background()
-		b := sharedBroker(t)
-		const n = 120
-		testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "k", 0, n)...))
+	// On a stream that takes atomic batches the first relay sends its rows as one, and the
+	// second relay's atomic batch is refused because JetStream has its messages: the second
+	// must send them again one by one.
+	for _, batches := range []bool{false, true} {
+		t.Run(fmt.Sprintf("atomic=%v", batches), func(t *testing.T) {
+			forEachStore(t, func(t *testing.T, h *harness) { relayKilledBetweenPublishAndMark(t, h, batches) })
+		})
+	}
+}
 
-		cfg := RelayConfig{BatchSize: 200, LockInterval: 50 * time.Millisecond}
-		first := h.newRelay(b.js, cfg)
-		runCtx, kill := context.WithCancel(ctx)
-		var inStream atomic.Int64
-		first.afterAcks = func(context.Context, int) error {
-			inStream.Store(int64(b.count(t)))
-			kill()
-			return errors.New("relay killed after the acks")
-		}
-		testenv.Fatal(t, "first relay", first.Run(runCtx))
-		if got := inStream.Load(); got != n {
-			t.Fatalf("stream held %d messages when the relay was killed, want %d", got, n)
-		}
-		if pending, err := h.count(ctx, "published_at IS NULL"); err != nil || pending != n {
-			t.Fatalf("after the kill %d rows unpublished (%v), want %d", pending, err, n)
-		}
+func relayKilledBetweenPublishAndMark(t *testing.T, h *harness, batches bool) {
+	ctx := context.Background()
+	b := sharedBroker(t)
+	if batches {
+		b = deployedBroker(t, true)
+	}
+	const n = 120
+	testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "k", 0, n)...))
 
-		second := h.newRelay(b.js, cfg)
-		runRelay(t, second)
-		drained(t, h, b, n, 10*time.Second)
-		checkOnceInOrder(t, b.storedMessages(t), n)
-		// The relay counts a batch after its commit, so the rows can read as published a
-		// moment before the counter moves.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			st, _ := second.Stats(ctx)
-			if st.Published == n {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("second relay published %d, want %d", st.Published, n)
-			}
-			time.Sleep(10 * time.Millisecond)
+	cfg := RelayConfig{BatchSize: 200, LockInterval: 50 * time.Millisecond}
+	first := h.newRelay(b.js, cfg)
+	runCtx, kill := context.WithCancel(ctx)
+	var inStream atomic.Int64
+	first.afterAcks = func(context.Context, int) error {
+		inStream.Store(int64(b.count(t)))
+		kill()
+		return errors.New("relay killed after the acks")
+	}
+	testenv.Fatal(t, "first relay", first.Run(runCtx))
+	if got := inStream.Load(); got != n {
+		t.Fatalf("stream held %d messages when the relay was killed, want %d", got, n)
+	}
+	if pending, err := h.count(ctx, "published_at IS NULL"); err != nil || pending != n {
+		t.Fatalf("after the kill %d rows unpublished (%v), want %d", pending, err, n)
+	}
+
+	second := h.newRelay(b.js, cfg)
+	runRelay(t, second)
+	drained(t, h, b, n, 10*time.Second)
+	msgs := b.storedMessages(t)
+	checkOnceInOrder(t, msgs, n)
+	if got := inAtomicBatches(msgs); batches && got != n {
+		t.Errorf("%d of %d messages stored in an atomic batch, want all (the first relay's one batch)", got, n)
+	}
+	// The relay counts a batch after its commit, so the rows can read as published a
+	// moment before the counter moves.
+	waitFor(t, 10*time.Second, func() error {
+		if st, _ := second.Stats(ctx); st.Published != n {
+			return fmt.Errorf("second relay published %d, want %d", st.Published, n)
 		}
+		return nil
 	})
+}
+
+// inAtomicBatches counts the messages that were stored as part of an atomic batch.
+func inAtomicBatches(msgs []stored) int {
+	n := 0
+	for _, m := range msgs {
+		if m.hdr.Get(batchIDHeader) != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestAtomicBatches: on a stream that takes them, a backlog goes out in atomic batches, once
+// and in order, and a short batch message by message; on a stream that does not, everything
+// goes message by message.
+func TestAtomicBatches(t *testing.T) {
+	for _, batches := range []bool{false, true} {
+		t.Run(fmt.Sprintf("atomic=%v", batches), func(t *testing.T) {
+			forEachStore(t, func(t *testing.T, h *harness) {
+				ctx := context.Background()
+				b := deployedBroker(t, batches)
+				const backlog, short = 3 * 100, minAtomicBatch - 1
+				for a := range 3 {
+					testenv.Fatal(t, "add", h.add(ctx, events(b.ns, fmt.Sprintf("a%d", a), 0, backlog/3)...))
+				}
+				r := h.newRelay(b.js, RelayConfig{BatchSize: 100, PollInterval: time.Hour})
+				runRelay(t, r)
+				drained(t, h, b, backlog, 10*time.Second)
+				testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "s", 0, short)...))
+				r.Notify()
+				drained(t, h, b, backlog+short, 10*time.Second)
+
+				msgs := b.storedMessages(t)
+				checkOnceInOrder(t, msgs, backlog+short)
+				want := 0
+				if batches {
+					want = backlog
+				}
+				if got := inAtomicBatches(msgs); got != want {
+					t.Errorf("%d messages stored in atomic batches, want %d", got, want)
+				}
+				if got := inAtomicBatches(msgs[backlog:]); got != 0 {
+					t.Errorf("%d of the short batch's %d messages stored in an atomic batch, want none", got, short)
+				}
+			})
+		})
+	}
 }
 
 // TestTwoRelays runs two relays on one database while events are written; only the leader

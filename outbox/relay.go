@@ -67,6 +67,12 @@ type Relay struct {
 	errors    atomic.Uint64
 	held      atomic.Pointer[leaderLock] // the leader lock while this relay leads
 
+	atomic atomicStreams // which subjects go to a stream that takes atomic batches
+	// aloneThrough is the highest row id sent before an atomic batch was refused: rows up to it
+	// go out one by one (see atomic.go).
+	aloneThrough atomic.Int64
+	lastSent     atomic.Int64 // the highest row id sent
+
 	// afterAcks, when set (by tests), runs once a batch is acked and before it is marked
 	// published; an error makes the batch roll back as a crash there would.
 	afterAcks func(ctx context.Context, rows int) error
@@ -296,7 +302,8 @@ func (r *Relay) publishLoop(ctx context.Context) {
 type batch struct {
 	claim   claim
 	rows    []row
-	futures []jetstream.PubAckFuture
+	futures []jetstream.PubAckFuture // one per row, or the commit's alone for an atomic batch
+	atomic  bool
 }
 
 // send claims the next batch after id after and sends its messages without waiting for the
@@ -322,19 +329,46 @@ func (r *Relay) send(ctx context.Context, after int64) (*batch, error) {
 		c.rollback()
 		return nil, nil
 	}
-	futures, err := r.sendAsync(rows)
+	b := &batch{claim: c, rows: rows, atomic: r.canSendAtomic(cctx, rows)}
+	r.lastSent.Store(rows[len(rows)-1].id)
+	if b.atomic {
+		var f jetstream.PubAckFuture
+		f, err = r.sendAtomic(rows)
+		b.futures = []jetstream.PubAckFuture{f}
+	} else {
+		b.futures, err = r.sendAsync(rows)
+	}
 	if err != nil {
+		r.refused(b)
 		c.rollback()
 		return nil, err
 	}
-	return &batch{claim: c, rows: rows, futures: futures}, nil
+	return b, nil
+}
+
+// refused is called for every batch that failed. After an atomic one, every row sent so far
+// goes out one by one, and the streams are looked up again.
+func (r *Relay) refused(b *batch) {
+	if !b.atomic {
+		return
+	}
+	r.aloneThrough.Store(max(r.aloneThrough.Load(), r.lastSent.Load()))
+	r.atomic.forget()
 }
 
 // finish waits for b's acks and marks it published. On any error the transaction rolls back
 // and the rows stay unpublished.
 func (r *Relay) finish(ctx context.Context, b *batch) error {
-	if err := r.awaitAcks(b.rows, b.futures); err != nil {
+	acked := b.rows
+	if b.atomic {
+		acked = b.rows[len(b.rows)-1:]
+	}
+	if err := r.awaitAcks(acked, b.futures); err != nil {
+		r.refused(b)
 		b.claim.rollback()
+		if b.atomic {
+			err = fmt.Errorf("atomic batch of outbox rows %d..%d: %w", b.rows[0].id, b.rows[len(b.rows)-1].id, err)
+		}
 		return err
 	}
 	if r.afterAcks != nil {
@@ -388,11 +422,15 @@ func (r *Relay) sendAsync(rows []row) ([]jetstream.PubAckFuture, error) {
 		}
 		f, err := r.js.PublishMsgAsync(m)
 		if err != nil {
-			return nil, fmt.Errorf("publish outbox row %d (msg %s, subject %s): %w", row.id, row.msgID, row.subject, err)
+			return nil, publishError(row, err)
 		}
 		futures = append(futures, f)
 	}
 	return futures, nil
+}
+
+func publishError(r row, err error) error {
+	return fmt.Errorf("publish outbox row %d (msg %s, subject %s): %w", r.id, r.msgID, r.subject, err)
 }
 
 // awaitAcks waits for the ack of every future. It deliberately does not stop when the relay's
@@ -406,7 +444,7 @@ func (r *Relay) awaitAcks(rows []row, futures []jetstream.PubAckFuture) error {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return fmt.Errorf("publish outbox row %d (msg %s, subject %s): %w", rows[i].id, rows[i].msgID, rows[i].subject, err)
+			return publishError(rows[i], err)
 		case <-timeout.C:
 			return fmt.Errorf("publish outbox rows %d..%d: no ack for row %d (msg %s) within %s",
 				rows[0].id, rows[len(rows)-1].id, rows[i].id, rows[i].msgID, r.cfg.PublishTimeout)
