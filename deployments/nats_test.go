@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"sigs.k8s.io/yaml"
 )
 
@@ -119,21 +121,25 @@ func connect(tb testing.TB, url string) jetstream.JetStream {
 
 // BenchmarkJetStreamSync measures what sync_interval: always costs on this machine's disk: one
 // file-storage stream, 256-byte messages, published one at a time (each waiting for its ack,
-// as a latency-bound publisher does) and in windows of 100 (as the outbox relay publishes a
-// batch), with the default two-minute sync and with a sync on every write.
+// as a latency-bound publisher does), in windows of 100 (as the outbox relay publishes a short
+// batch) and in atomic batches of 100 (as it publishes a backlog), with the default two-minute
+// sync and with a sync on every write.
 //
 //	go test -run '^$' -bench JetStreamSync -benchtime 2000x ./deployments/
 func BenchmarkJetStreamSync(b *testing.B) {
 	for _, always := range []bool{false, true} {
+		mode := "interval"
+		if always {
+			mode = "always"
+		}
 		for _, window := range []int{1, 100} {
-			mode := "interval"
-			if always {
-				mode = "always"
-			}
 			b.Run(fmt.Sprintf("sync=%s/window=%d", mode, window), func(b *testing.B) {
 				benchmarkPublish(b, always, window)
 			})
 		}
+		b.Run(fmt.Sprintf("sync=%s/atomic=100", mode), func(b *testing.B) {
+			benchmarkPublishStreams(b, always, -100, 1)
+		})
 	}
 }
 
@@ -156,6 +162,8 @@ func benchmarkPublish(b *testing.B, always bool, window int) {
 	benchmarkPublishStreams(b, always, window, 1)
 }
 
+// benchmarkPublishStreams publishes b.N messages over streams streams in windows of window
+// messages, or in atomic batches of -window messages if window is negative.
 func benchmarkPublishStreams(b *testing.B, always bool, window, streams int) {
 	opts := &server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(),
@@ -175,6 +183,7 @@ func benchmarkPublishStreams(b *testing.B, always bool, window, streams int) {
 	for i := range streams {
 		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
 			Name: fmt.Sprintf("BENCH%d", i), Subjects: []string{fmt.Sprintf("bench%d.>", i)}, Storage: jetstream.FileStorage,
+			AllowAtomicPublish: window < 0,
 		}); err != nil {
 			b.Fatal(err)
 		}
@@ -186,7 +195,14 @@ func benchmarkPublishStreams(b *testing.B, always bool, window, streams int) {
 	start := time.Now()
 	errs := make(chan error, streams)
 	for i := range streams {
-		go func() { errs <- publish(js, fmt.Sprintf("bench%d.msg", i), msg, per, window) }()
+		go func() {
+			subject := fmt.Sprintf("bench%d.msg", i)
+			if window < 0 {
+				errs <- publishAtomic(js, subject, msg, per, -window)
+				return
+			}
+			errs <- publish(js, subject, msg, per, window)
+		}()
 	}
 	for range streams {
 		if err := <-errs; err != nil {
@@ -216,6 +232,33 @@ func publish(js jetstream.JetStream, subject string, msg []byte, n, window int) 
 			}
 		}
 		sent += w
+	}
+	return nil
+}
+
+// publishAtomic sends n messages to subject in atomic batches of size, each waiting for its
+// commit's ack: the messages before the commit go without a reply subject, as the outbox relay
+// sends them (outbox/atomic.go).
+func publishAtomic(js jetstream.JetStream, subject string, msg []byte, n, size int) error {
+	for sent := 0; sent < n; {
+		k := min(size, n-sent)
+		id := nuid.Next()
+		for i := 1; i <= k; i++ {
+			m := &nats.Msg{Subject: subject, Data: msg, Header: nats.Header{}}
+			m.Header.Set("Nats-Batch-Id", id)
+			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i))
+			if i < k {
+				if err := js.Conn().PublishMsg(m); err != nil {
+					return err
+				}
+				continue
+			}
+			m.Header.Set("Nats-Batch-Commit", "1")
+			if _, err := js.PublishMsg(context.Background(), m); err != nil {
+				return err
+			}
+		}
+		sent += k
 	}
 	return nil
 }

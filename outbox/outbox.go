@@ -66,6 +66,8 @@ type RelayConfig struct {
 	CleanupInterval time.Duration `split_words:"true" default:"1m" desc:"how often published rows older than the retention are deleted"`
 	LockName        string        `split_words:"true" default:"flightbook.outbox" desc:"name of the leader lock; relays sharing a database and name elect one active relay"`
 	LockInterval    time.Duration `split_words:"true" default:"1s" desc:"how often a standby relay tries to become leader, and the leader checks its lock session"`
+	// MessageByMessage turns atomic batches off (see atomic.go).
+	MessageByMessage bool `split_words:"true" default:"false" desc:"publish each event on its own even to streams that take atomic batches; atomic batches save syncs when JetStream syncs every write (sync_interval: always), and cost more than they save when it does not"`
 }
 
 // withDefaults fills the zero fields with the defaults in the struct tags.

@@ -361,19 +361,27 @@ func inAtomicBatches(msgs []stored) int {
 }
 
 // TestAtomicBatches: on a stream that takes them, a backlog goes out in atomic batches, once
-// and in order, and a short batch message by message; on a stream that does not, everything
-// goes message by message.
+// and in order, and a short batch message by message; on a stream that does not, or with
+// MessageByMessage set, everything goes message by message.
 func TestAtomicBatches(t *testing.T) {
-	for _, batches := range []bool{false, true} {
-		t.Run(fmt.Sprintf("atomic=%v", batches), func(t *testing.T) {
+	for _, c := range []struct {
+		name             string
+		stream, oneByOne bool
+		atomic           bool // whether the backlog should go in atomic batches
+	}{
+		{"stream takes them", true, false, true},
+		{"stream does not", false, false, false},
+		{"message by message", true, true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			forEachStore(t, func(t *testing.T, h *harness) {
 				ctx := context.Background()
-				b := deployedBroker(t, batches)
+				b := deployedBroker(t, c.stream)
 				const backlog, short = 3 * 100, minAtomicBatch - 1
 				for a := range 3 {
 					testenv.Fatal(t, "add", h.add(ctx, events(b.ns, fmt.Sprintf("a%d", a), 0, backlog/3)...))
 				}
-				r := h.newRelay(b.js, RelayConfig{BatchSize: 100, PollInterval: time.Hour})
+				r := h.newRelay(b.js, RelayConfig{BatchSize: 100, PollInterval: time.Hour, MessageByMessage: c.oneByOne})
 				runRelay(t, r)
 				drained(t, h, b, backlog, 10*time.Second)
 				testenv.Fatal(t, "add", h.add(ctx, events(b.ns, "s", 0, short)...))
@@ -383,7 +391,7 @@ func TestAtomicBatches(t *testing.T) {
 				msgs := b.storedMessages(t)
 				checkOnceInOrder(t, msgs, backlog+short)
 				want := 0
-				if batches {
+				if c.atomic {
 					want = backlog
 				}
 				if got := inAtomicBatches(msgs); got != want {
