@@ -271,12 +271,11 @@ func recordHolds(ctx context.Context, tx pgx.Tx, hs []flight.Hold) error {
 // twice changes nothing the second time. The returned hold's Seats is what was given back by
 // the release that took effect (0 for a tombstone or a rejected hold).
 func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string, flightID int64) (flight.Hold, error) {
-	if known, ok, err := holdFlight(ctx, tx, bookingID); err != nil {
+	if known, ok, err := lockHoldFlight(ctx, tx, bookingID); err != nil {
 		return flight.Hold{}, fmt.Errorf("release %s: %w", bookingID, err)
 	} else if ok {
 		flightID = known
-	}
-	if err := lockFlight(ctx, tx, flightID); err != nil {
+	} else if err := lockFlight(ctx, tx, flightID); err != nil {
 		return flight.Hold{}, fmt.Errorf("release %s: %w", bookingID, err)
 	}
 	h, ok, err := getHold(ctx, tx, bookingID)
@@ -325,41 +324,65 @@ func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string
 // ConfirmTx turns a booking's held seats into sold seats inside tx. Confirming twice returns
 // the sold hold again; confirming a released hold fails with flight.ErrHoldReleased, one that
 // is not there (never held, rejected) with flight.ErrHoldNotFound; neither changes anything.
+//
+// It is three statements: the flight's lock (found through the hold), then the hold read and,
+// if it is held, the hold and the flight's counters changed, in one (sellHold). Every change to
+// a hold's status takes its flight's lock first, so the hold read under the lock is the one the
+// change applies to.
 func (inv *Inventory) ConfirmTx(ctx context.Context, tx pgx.Tx, bookingID string) (flight.Hold, error) {
-	flightID, ok, err := holdFlight(ctx, tx, bookingID)
+	if _, ok, err := lockHoldFlight(ctx, tx, bookingID); err != nil {
+		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, err)
+	} else if !ok {
+		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, flight.ErrHoldNotFound)
+	}
+	h, ok, err := sellHold(ctx, tx, bookingID)
 	if err != nil {
 		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, err)
 	}
 	if !ok {
 		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, flight.ErrHoldNotFound)
 	}
-	if err := lockFlight(ctx, tx, flightID); err != nil {
-		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, err)
-	}
-	h, _, err := getHold(ctx, tx, bookingID)
-	if err != nil {
-		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, err)
-	}
 	switch h.Status {
 	case flight.HoldSold:
 		return h, nil
 	case flight.HoldHeld:
+		h.Status = flight.HoldSold
+		return h, nil
 	case flight.HoldReleased:
 		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, flight.ErrHoldReleased)
 	default:
 		return flight.Hold{}, fmt.Errorf("confirm %s: hold is %s: %w", bookingID, h.Status, flight.ErrHoldNotFound)
 	}
-	if _, err := tx.Exec(ctx, `
-		UPDATE flights SET held_seats = held_seats - $2, sold_seats = sold_seats + $2,
-		       version = version + 1, updated_at = now()
-		WHERE id = $1`, h.FlightID, h.Seats); err != nil {
-		return flight.Hold{}, fmt.Errorf("confirm %s: sell %d seats of flight %d: %w", bookingID, h.Seats, h.FlightID, err)
+}
+
+// sellHold returns a booking's hold as it was, and if it was held, marks it sold and moves
+// its seats from held to sold on its flight, in one statement. The statement's parts share
+// one snapshot, so the hold it returns is the one before the change.
+func sellHold(ctx context.Context, tx pgx.Tx, bookingID string) (flight.Hold, bool, error) {
+	rows, err := tx.Query(ctx, `
+		WITH old AS (
+			SELECT `+holdColumns+` FROM holds WHERE booking_id = $1
+		), sold AS (
+			UPDATE holds SET status = 'sold', updated_at = now()
+			WHERE booking_id = $1 AND status = 'held'
+			RETURNING flight_id, seats
+		), counted AS (
+			UPDATE flights f SET held_seats = f.held_seats - sold.seats, sold_seats = f.sold_seats + sold.seats,
+			       version = f.version + 1, updated_at = now()
+			FROM sold WHERE f.id = sold.flight_id
+		)
+		SELECT * FROM old`, bookingID)
+	if err != nil {
+		return flight.Hold{}, false, fmt.Errorf("sell hold: %w", err)
 	}
-	if err := setHoldStatus(ctx, tx, bookingID, flight.HoldSold); err != nil {
-		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, err)
+	h, err := pgx.CollectExactlyOneRow(rows, scanHold)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return flight.Hold{}, false, nil
 	}
-	h.Status = flight.HoldSold
-	return h, nil
+	if err != nil {
+		return flight.Hold{}, false, fmt.Errorf("sell hold: %w", err)
+	}
+	return h, true, nil
 }
 
 // Holds lists every hold recorded for a flight, oldest first.
@@ -488,14 +511,19 @@ func getHold(ctx context.Context, q querier, bookingID string) (flight.Hold, boo
 	return h, true, nil
 }
 
-func holdFlight(ctx context.Context, tx pgx.Tx, bookingID string) (int64, bool, error) {
+// lockHoldFlight locks the flight of a booking's hold and returns its id; ok is false when
+// the booking has no hold. One statement instead of a read and a lock. A hold whose flight is
+// gone locks nothing, as lockFlight does.
+func lockHoldFlight(ctx context.Context, tx pgx.Tx, bookingID string) (int64, bool, error) {
 	var id int64
-	err := tx.QueryRow(ctx, `SELECT flight_id FROM holds WHERE booking_id = $1`, bookingID).Scan(&id)
+	err := tx.QueryRow(ctx, `
+		SELECT h.flight_id, (SELECT true FROM flights f WHERE f.id = h.flight_id FOR UPDATE)
+		FROM holds h WHERE h.booking_id = $1`, bookingID).Scan(&id, nil)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("find hold: %w", err)
+		return 0, false, fmt.Errorf("lock the flight of the hold: %w", err)
 	}
 	return id, true, nil
 }

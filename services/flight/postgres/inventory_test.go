@@ -126,3 +126,53 @@ func TestHoldLosesRaceForBooking(t *testing.T) {
 		t.Errorf("counts %+v, want only the batch's other booking holding 2 seats", c)
 	}
 }
+
+// TestConfirmLocksFlightFirst: a confirm takes its flight's row lock before it touches the
+// hold, the order every hold, release and confirm keeps so that none of them deadlock. While
+// another transaction holds the flight's lock, the waiting confirm must not yet hold the hold's
+// row; once the lock is released it sells the seats.
+func TestConfirmLocksFlightFirst(t *testing.T) {
+	t.Parallel()
+	pool := newInventoryTestDB(t)
+	inv := postgres.NewInventory(pool)
+	ctx := context.Background()
+	f := seedFlight(t, pool, 10, time.Now().Add(48*time.Hour), "scheduled")
+	b := uuid.NewString()
+	if h, err := inv.Hold(ctx, flight.HoldRequest{BookingID: b, FlightID: f, Seats: 2}); err != nil || !h.Held() {
+		t.Fatalf("hold: %+v %v", h, err)
+	}
+
+	blocker, err := pool.Begin(ctx)
+	testenv.Fatal(t, "begin", err)
+	defer blocker.Rollback(ctx) //nolint:errcheck
+	_, err = blocker.Exec(ctx, `SELECT 1 FROM flights WHERE id = $1 FOR UPDATE`, f)
+	testenv.Fatal(t, "lock flight", err)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := inv.Confirm(ctx, b)
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		testenv.Fatal(t, "pg_stat_activity", pool.QueryRow(ctx, `
+			SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`).Scan(&waiting))
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the confirm never waited for the flight's lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := blocker.Exec(ctx, `SELECT 1 FROM holds WHERE booking_id = $1 FOR UPDATE NOWAIT`, b); err != nil {
+		t.Fatalf("the confirm holds the hold's row while it waits for the flight's: %v", err)
+	}
+	testenv.Fatal(t, "release the flight", blocker.Rollback(ctx))
+	testenv.Fatal(t, "confirm", <-done)
+	if c := audit(t, inv, f); c.Sold != 2 || c.Held != 0 {
+		t.Errorf("counts %+v, want the 2 seats sold", c)
+	}
+}
