@@ -32,11 +32,9 @@ const (
 // ids in the inbox, change the seats, and queue the replies in the outbox. Whatever it did is
 // committed together or not at all.
 type Tx interface {
-	// Claim records that consumer processed msgID and reports whether this was the first
-	// time; inbox.ErrInvalid for an id the inbox refuses.
-	Claim(ctx context.Context, consumer, msgID string) (bool, error)
-	// ClaimAll is Claim for many ids; an id that appears twice is first only at its first
-	// appearance.
+	// ClaimAll records that consumer processed each of msgIDs and reports, per id, whether
+	// this was the first time; an id that appears twice is first only at its first appearance.
+	// inbox.ErrInvalid for an id the inbox refuses.
 	ClaimAll(ctx context.Context, consumer string, msgIDs []string) ([]bool, error)
 	// Hold, HoldBatch, Release and Confirm are flight.Inventory's operations in this
 	// transaction.
@@ -160,12 +158,12 @@ func (h *Handlers) commandBatch(ctx context.Context, cmds []command) error {
 	err := h.inTx(ctx, func(tx Tx) error {
 		committed = committed[:0] // inTx may run this again
 		var msgs []outbox.Message
-		for _, c := range cmds {
-			first, err := tx.Claim(ctx, events.ServiceFlight+"."+c.route, c.d.ID)
-			if err != nil {
-				return err
-			}
-			if !first {
+		first, err := claimCommands(ctx, tx, cmds)
+		if err != nil {
+			return err
+		}
+		for i, c := range cmds {
+			if !first[i] {
 				continue
 			}
 			evs, done, err := c.fn(ctx, tx)
@@ -202,6 +200,35 @@ func (h *Handlers) commandBatch(ctx context.Context, cmds []command) error {
 		h.notify()
 	}
 	return nil
+}
+
+// claimCommands claims every command's message in the inbox with one statement per route
+// (a batch holds releases and confirms), and reports which were claimed for the first time.
+func claimCommands(ctx context.Context, tx Tx, cmds []command) ([]bool, error) {
+	byRoute := map[string][]int{}
+	var routes []string
+	for i, c := range cmds {
+		if _, ok := byRoute[c.route]; !ok {
+			routes = append(routes, c.route)
+		}
+		byRoute[c.route] = append(byRoute[c.route], i)
+	}
+	first := make([]bool, len(cmds))
+	for _, route := range routes {
+		idx := byRoute[route]
+		ids := make([]string, len(idx))
+		for k, i := range idx {
+			ids[k] = cmds[i].d.ID
+		}
+		claimed, err := tx.ClaimAll(ctx, events.ServiceFlight+"."+route, ids)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range idx {
+			first[i] = claimed[k]
+		}
+	}
+	return first, nil
 }
 
 // Hold holds seats for a booking and replies SeatsHeld or SeatHoldRejected. Holds for the

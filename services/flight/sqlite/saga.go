@@ -25,14 +25,8 @@ func (inv *Inventory) InTx(ctx context.Context, fn func(*InventoryTx) error) err
 	})
 }
 
-// Claim records that consumer processed msgID and reports whether this was the first time
-// (inbox.ClaimSQLite).
-func (t *InventoryTx) Claim(ctx context.Context, consumer, msgID string) (bool, error) {
-	return inbox.ClaimSQLite(ctx, t.tx, consumer, msgID)
-}
-
-// ClaimAll is Claim for each of msgIDs, in order: an id that appears twice finds its own
-// first claim and is first only at its first appearance. SQLite runs in process, so a
+// ClaimAll claims each of msgIDs in order with inbox.ClaimSQLite: an id that appears twice
+// finds its own first claim and is first only at its first appearance. SQLite runs in process, so a
 // statement per id costs microseconds, not the round trip that makes package postgres claim
 // a batch in one statement.
 func (t *InventoryTx) ClaimAll(ctx context.Context, consumer string, msgIDs []string) ([]bool, error) {
