@@ -366,12 +366,16 @@ func (s *e2eSystem) booking(user, id string) response {
 	return s.must(200, "booking", "GET", "/api/v1/bookings/"+id, user, "")
 }
 
-// await polls cond until it holds, failing the test after a minute.
+// await polls cond until it holds, failing the test after a minute with the last lines of
+// every running process's log.
 func (s *e2eSystem) await(what string, cond func() bool) {
 	s.t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
+			for name := range s.procs {
+				s.dumpLog(name)
+			}
 			s.t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(25 * time.Millisecond)
