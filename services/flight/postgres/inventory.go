@@ -359,7 +359,7 @@ func (inv *Inventory) ConfirmTx(ctx context.Context, tx pgx.Tx, bookingID string
 // its seats from held to sold on its flight, in one statement. The statement's parts share
 // one snapshot, so the hold it returns is the one before the change.
 func sellHold(ctx context.Context, tx pgx.Tx, bookingID string) (flight.Hold, bool, error) {
-	rows, err := tx.Query(ctx, `
+	h, ok, err := oneHold(tx.Query(ctx, `
 		WITH old AS (
 			SELECT `+holdColumns+` FROM holds WHERE booking_id = $1
 		), sold AS (
@@ -371,18 +371,11 @@ func sellHold(ctx context.Context, tx pgx.Tx, bookingID string) (flight.Hold, bo
 			       version = f.version + 1, updated_at = now()
 			FROM sold WHERE f.id = sold.flight_id
 		)
-		SELECT * FROM old`, bookingID)
+		SELECT * FROM old`, bookingID))
 	if err != nil {
 		return flight.Hold{}, false, fmt.Errorf("sell hold: %w", err)
 	}
-	h, err := pgx.CollectExactlyOneRow(rows, scanHold)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return flight.Hold{}, false, nil
-	}
-	if err != nil {
-		return flight.Hold{}, false, fmt.Errorf("sell hold: %w", err)
-	}
-	return h, true, nil
+	return h, ok, nil
 }
 
 // Holds lists every hold recorded for a flight, oldest first.
@@ -497,16 +490,24 @@ func scanHold(row pgx.CollectableRow) (flight.Hold, error) {
 }
 
 func getHold(ctx context.Context, q querier, bookingID string) (flight.Hold, bool, error) {
-	rows, err := q.Query(ctx, `SELECT `+holdColumns+` FROM holds WHERE booking_id = $1 FOR UPDATE`, bookingID)
+	h, ok, err := oneHold(q.Query(ctx, `SELECT `+holdColumns+` FROM holds WHERE booking_id = $1 FOR UPDATE`, bookingID))
 	if err != nil {
 		return flight.Hold{}, false, fmt.Errorf("read hold: %w", err)
+	}
+	return h, ok, nil
+}
+
+// oneHold reads the one hold a query returned; ok is false when it returned none.
+func oneHold(rows pgx.Rows, err error) (flight.Hold, bool, error) {
+	if err != nil {
+		return flight.Hold{}, false, err
 	}
 	h, err := pgx.CollectExactlyOneRow(rows, scanHold)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return flight.Hold{}, false, nil
 	}
 	if err != nil {
-		return flight.Hold{}, false, fmt.Errorf("read hold: %w", err)
+		return flight.Hold{}, false, err
 	}
 	return h, true, nil
 }
