@@ -13,6 +13,9 @@
 // JetStream's duplicate window drops the second copy, so delivery is at least once and storage
 // is once within that window.
 //
+// A backlog goes to a stream that allows it as atomic batches, which a server syncing every
+// write stores with one sync per batch instead of one per message (atomic.go).
+//
 // One relay per database is active at a time, which keeps every aggregate's events in commit
 // order; the others stand by and take over when the leader goes. On MySQL and PostgreSQL the
 // leader holds a session-scoped advisory lock, released when its session ends. SQLite has no
