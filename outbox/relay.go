@@ -352,7 +352,14 @@ func (r *Relay) refused(b *batch) {
 	if !b.atomic {
 		return
 	}
-	r.aloneThrough.Store(max(r.aloneThrough.Load(), r.lastSent.Load()))
+	// Up to pipelineDepth batches finish at once, and lastSent goes back when the loop rewinds,
+	// so aloneThrough only ever grows.
+	for {
+		cur := r.aloneThrough.Load()
+		if r.aloneThrough.CompareAndSwap(cur, max(cur, r.lastSent.Load())) {
+			break
+		}
+	}
 	r.atomic.forget()
 }
 
