@@ -73,7 +73,9 @@ func (t Topology) Streams(cfg StreamConfig) []jetstream.StreamConfig {
 			Discard:    jetstream.DiscardOld,
 			// The outbox relays send a backlog as atomic batches, which a stream syncing every
 			// write stores with one sync instead of one per message (outbox/atomic.go). Servers
-			// before 2.12 ignore the setting, and the relays then publish message by message.
+			// before 2.12 ignore the setting and report it false, so the relays publish message
+			// by message there, and EnsureStreams updates the streams at every start (to no
+			// effect).
 			AllowAtomicPublish: true,
 		}
 	}

@@ -11,12 +11,13 @@ import (
 )
 
 // Atomic batches. A stream that allows atomic publishing (nats-server 2.12 and later) stores
-// a batch's messages together, and when it syncs every write (sync: always, as flightbook's
-// deployment configs and dev mode run it) it syncs once for the batch instead of once per
-// message. An atomic batch has a fixed cost, about 6 ms on this machine's disk (the server
-// syncs the message block, its directory and the stream's state), so a short batch still goes
-// out message by message; BenchmarkRelayAtomic measured the crossover between 16 and 32
-// messages, and 500 messages in one batch at about ten times the rate.
+// a batch's messages together, and when it syncs every write (sync_interval: always, as
+// flightbook's deployment configs and dev mode run it) it syncs once for the batch instead of
+// once per message. An atomic batch has a fixed cost, about 6 ms on this machine's disk (for a
+// one-replica file stream the server stages each batch in a file store of its own, created,
+// synced and removed per batch), so a short batch still goes out message by message. The
+// crossover measured here was between 16 and 32 messages; BenchmarkRelayAtomic drains a
+// backlog 6 to 11 times faster with atomic batches (docs/performance.md, fourth session).
 //
 // On a server that does not sync every write, an atomic batch costs more than the messages
 // sent one by one (BenchmarkJetStreamSync in deployments: 16,074 msgs/s in atomic batches of 100
