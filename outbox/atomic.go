@@ -32,6 +32,10 @@ const (
 	maxAtomicBatch = 1000 // nats-server's default limit on an atomic batch's size
 )
 
+// errCodeAtomicDuplicate is JetStream's error code for an atomic batch that holds a message it
+// already has (JSAtomicPublishContainsDuplicateMessageErr).
+const errCodeAtomicDuplicate jetstream.ErrorCode = 10201
+
 // The headers of the atomic batch protocol (ADR-50), which nats.go does not wrap.
 const (
 	batchIDHeader     = "Nats-Batch-Id"
@@ -59,7 +63,7 @@ func (a *atomicStreams) forget() {
 // canSendAtomic reports whether rows can go out as one atomic batch: enough of them, none sent
 // before in a refused batch, and every one to the same stream, which allows atomic batches.
 func (r *Relay) canSendAtomic(ctx context.Context, rows []row) bool {
-	if r.cfg.MessageByMessage || len(rows) < minAtomicBatch || len(rows) > maxAtomicBatch || rows[0].id <= r.aloneThrough.Load() {
+	if r.cfg.MessageByMessage || r.atomicOff.Load() || len(rows) < minAtomicBatch || len(rows) > maxAtomicBatch || rows[0].id <= r.aloneThrough.Load() {
 		return false
 	}
 	a := &r.atomic

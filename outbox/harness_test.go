@@ -315,7 +315,12 @@ func sharedBroker(t testing.TB) *broker {
 // may be too old for atomic batches, and does not sync every write). Its stream takes atomic
 // batches if atomic is set.
 func deployedBroker(t testing.TB, atomic bool) *broker {
-	ns := startNATS(t, &server.Options{SyncAlways: true, StoreDir: t.TempDir()})
+	return deployedBrokerWith(t, atomic, server.JSLimitOpts{})
+}
+
+// deployedBrokerWith is deployedBroker with the server's JetStream limits set to limits.
+func deployedBrokerWith(t testing.TB, atomic bool, limits server.JSLimitOpts) *broker {
+	ns := startNATS(t, &server.Options{SyncAlways: true, StoreDir: t.TempDir(), JetStreamLimits: limits})
 	return newBroker(t, ns.ClientURL(), testenv.Name(), atomic)
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flightbook/flightbook/testenv"
 	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -358,6 +359,41 @@ func inAtomicBatches(msgs []stored) int {
 		}
 	}
 	return n
+}
+
+// TestAtomicBatchesRefused: a server whose limit on an atomic batch's size is below the
+// relay's batches refuses the first ones (as many as the pipeline had sent); the relay then
+// publishes message by message for good, so a second backlog meets no refusal.
+func TestAtomicBatchesRefused(t *testing.T) {
+	forEachStore(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		b := deployedBrokerWith(t, true, server.JSLimitOpts{MaxBatchSize: minAtomicBatch + 10})
+		r := h.newRelay(b.js, RelayConfig{BatchSize: 100})
+		runRelay(t, r)
+		const n = 300
+		backlog := func(round int) {
+			for a := range 3 {
+				testenv.Fatal(t, "add", h.add(ctx, events(b.ns, fmt.Sprintf("r%da%d", round, a), 0, n/3)...))
+			}
+			r.Notify()
+			drained(t, h, b, n*(round+1), 20*time.Second)
+		}
+		backlog(0)
+		first, err := r.Stats(ctx)
+		testenv.Fatal(t, "stats", err)
+		if first.Errors == 0 || first.Errors > pipelineDepth {
+			t.Errorf("%d failed batches in the first backlog, want 1 to %d refused", first.Errors, pipelineDepth)
+		}
+		backlog(1)
+		if st, err := r.Stats(ctx); err != nil || st.Errors != first.Errors {
+			t.Errorf("stats %+v (%v): the second backlog met %d refusals, want none", st, err, st.Errors-first.Errors)
+		}
+		msgs := b.storedMessages(t)
+		checkOnceInOrder(t, msgs, 2*n)
+		if got := inAtomicBatches(msgs); got != 0 {
+			t.Errorf("%d messages stored in atomic batches, want none", got)
+		}
+	})
 }
 
 // TestAtomicBatches: on a stream that takes them, a backlog goes out in atomic batches, once

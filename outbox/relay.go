@@ -72,6 +72,7 @@ type Relay struct {
 	// go out one by one (see atomic.go).
 	aloneThrough atomic.Int64
 	lastSent     atomic.Int64 // the highest row id sent
+	atomicOff    atomic.Bool  // set when JetStream refused an atomic batch for good
 
 	// afterAcks, when set (by tests), runs once a batch is acked and before it is marked
 	// published; an error makes the batch roll back as a crash there would.
@@ -339,18 +340,25 @@ func (r *Relay) send(ctx context.Context, after int64) (*batch, error) {
 		b.futures, err = r.sendAsync(rows)
 	}
 	if err != nil {
-		r.refused(b)
+		r.refused(b, err)
 		c.rollback()
 		return nil, err
 	}
 	return b, nil
 }
 
-// refused is called for every batch that failed. After an atomic one, every row sent so far
-// goes out one by one, and the streams are looked up again.
-func (r *Relay) refused(b *batch) {
+// refused is called for every batch that failed, with its error. After an atomic one, every
+// row sent so far goes out one by one, and the streams are looked up again. If JetStream
+// refused the batch for another reason than a duplicate (a batch above the server's size
+// limit, atomic batches turned off on the stream, too many batches open), atomic batches are
+// off for good: sending more would only be refused again.
+func (r *Relay) refused(b *batch, err error) {
 	if !b.atomic {
 		return
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode != errCodeAtomicDuplicate && r.atomicOff.CompareAndSwap(false, true) {
+		r.log.Warn("outbox relay: JetStream refused an atomic batch; publishing message by message until restart", "err", err)
 	}
 	// Up to pipelineDepth batches finish at once, and lastSent goes back when the loop rewinds,
 	// so aloneThrough only ever grows.
@@ -371,7 +379,7 @@ func (r *Relay) finish(ctx context.Context, b *batch) error {
 		acked = b.rows[len(b.rows)-1:]
 	}
 	if err := r.awaitAcks(acked, b.futures); err != nil {
-		r.refused(b)
+		r.refused(b, err)
 		b.claim.rollback()
 		if b.atomic {
 			err = fmt.Errorf("atomic batch of outbox rows %d..%d: %w", b.rows[0].id, b.rows[len(b.rows)-1].id, err)
