@@ -25,6 +25,13 @@ type Report struct {
 	// BookingsPerSec counts bookings the booking service accepted (200 or 202 to a POST).
 	BookingsAccepted int64   `json:"bookings_accepted"`
 	BookingsPerSec   float64 `json:"bookings_accepted_per_s"`
+	// SettledAfter is how long after the load began the tool first saw none of the run's
+	// bookings PENDING (it polls, so this is late by up to one round of polling), and
+	// BookingsDecidedPerSec is BookingsAccepted over it. A pipeline that accepts POSTs fast and
+	// decides them later shows a high BookingsPerSec and a low BookingsDecidedPerSec. Zero when
+	// bookings were still PENDING at the end of the wait.
+	SettledAfter          Seconds `json:"settled_after_s,omitempty"`
+	BookingsDecidedPerSec float64 `json:"bookings_decided_per_s,omitempty"`
 
 	Endpoints []EndpointStats `json:"endpoints"`
 	Saga      []Latency       `json:"saga,omitempty"`
@@ -96,8 +103,13 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "scenario %s, %d clients%s: %d operations, %d requests in %.1fs\n",
 		r.Scenario, r.Clients, rate, r.Operations, r.Requests, float64(r.Elapsed))
-	fmt.Fprintf(&b, "throughput  %.1f requests/s, %.1f bookings accepted/s (%d accepted), %d failed requests\n\n",
+	fmt.Fprintf(&b, "throughput  %.1f requests/s, %.1f bookings accepted/s (%d accepted), %d failed requests\n",
 		r.RequestsPerSec, r.BookingsPerSec, r.BookingsAccepted, r.Failures)
+	if r.SettledAfter > 0 {
+		fmt.Fprintf(&b, "settled     no booking PENDING %.1fs after the load began: %.1f bookings decided/s\n",
+			float64(r.SettledAfter), r.BookingsDecidedPerSec)
+	}
+	b.WriteString("\n")
 
 	// Names are padded to one width so they read left-aligned while the figures align right,
 	// and every section lines up with the others.

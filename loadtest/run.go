@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (Report, err
 		rep.ScheduleLag = &lag
 	}
 
-	verr := r.verify(ctx, &rep, before)
+	verr := r.verify(ctx, &rep, before, start)
 	if werr := r.write(stdout, rep); werr != nil {
 		return rep, errors.Join(verr, werr)
 	}
@@ -311,8 +311,8 @@ func (r *runner) queues(ctx context.Context, baseURL string) (figures map[string
 
 // verify waits for the system to be quiet, then judges the invariants into rep. It returns an
 // error only when it could not finish (ctx cancelled); broken invariants go into
-// rep.Violations.
-func (r *runner) verify(ctx context.Context, rep *Report, dlqBefore map[string]map[string]float64) error {
+// rep.Violations. loadStart is when the load began, for rep.SettledAfter.
+func (r *runner) verify(ctx context.Context, rep *Report, dlqBefore map[string]map[string]float64, loadStart time.Time) error {
 	quietBy := time.Now().Add(r.cfg.QuietTimeout)
 
 	// Ask again, with the same Idempotency-Key, about every booking request that never got an
@@ -328,7 +328,13 @@ func (r *runner) verify(ctx context.Context, rep *Report, dlqBefore map[string]m
 	// Quiet, part one: no booking of ours is PENDING any more.
 	for {
 		pending := r.ledger.selectBookings(func(s string) bool { return s == StatusPending || s == "" })
-		if len(pending) == 0 || time.Now().After(quietBy) {
+		if len(pending) == 0 {
+			settled := time.Since(loadStart)
+			rep.SettledAfter = secondsOf(settled)
+			rep.BookingsDecidedPerSec = float64(rep.BookingsAccepted) / settled.Seconds()
+			break
+		}
+		if time.Now().After(quietBy) {
 			break
 		}
 		r.refresh(ctx, pending)

@@ -48,7 +48,8 @@ type fakeServices struct {
 	oversell      bool
 	dropResponses int
 	downFile      string
-	adminList     bool // serve GET /api/v1/admin/bookings, as the real service does
+	adminList     bool          // serve GET /api/v1/admin/bookings, as the real service does
+	holdDelay     time.Duration // how long a booking stays PENDING, as a saga behind a queue
 
 	gets, lists int // GET /api/v1/bookings/{id} and admin list requests answered
 
@@ -250,6 +251,7 @@ func (f *fakeServices) book(w http.ResponseWriter, r *http.Request) {
 
 // hold is the saga's round trip: the flight decides, the booking follows.
 func (f *fakeServices) hold(b *fakeBooking) {
+	time.Sleep(f.holdDelay)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fl := f.flights[b.flight]
@@ -460,6 +462,24 @@ func TestRunScenarios(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunReportsWhenBookingsSettle: bookings the services accept at once but decide later
+// show as a high accepted rate and a low decided rate, with the time the last one settled.
+func TestRunReportsWhenBookingsSettle(t *testing.T) {
+	t.Parallel()
+	const delay = 300 * time.Millisecond
+	f := &fakeServices{holdDelay: delay}
+	fu, bu := startFake(t, f)
+	cfg := testConfig(fu, bu)
+	cfg.Scenario, cfg.Requests, cfg.SeatsPerFlight = ScenarioHot, 50, 100
+	var out bytes.Buffer
+	rep, err := Run(context.Background(), cfg, &out, &bytes.Buffer{})
+	require.NoError(t, err, out.String())
+	assert.GreaterOrEqual(t, float64(rep.SettledAfter), delay.Seconds(), "no booking is decided before the delay")
+	assert.InDelta(t, float64(rep.BookingsAccepted)/float64(rep.SettledAfter), rep.BookingsDecidedPerSec, 0.01)
+	assert.Less(t, rep.BookingsDecidedPerSec, rep.BookingsPerSec)
+	assert.Contains(t, out.String(), "bookings decided/s")
 }
 
 // TestRunVerifiesThroughTheAdminList: with the booking service's admin list available, the
