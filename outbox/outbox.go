@@ -105,6 +105,9 @@ type Stats struct {
 	Published uint64
 	// Errors counts this relay's failed batches and leader-lock failures since it was created.
 	Errors uint64
+	// AtomicBatches counts the batches this relay published as one atomic batch (atomic.go);
+	// it stays at zero on a server or stream that does not take them.
+	AtomicBatches uint64
 	// IsLeader says whether this relay is the active one for its database.
 	IsLeader bool
 }

@@ -436,6 +436,14 @@ func TestAtomicBatches(t *testing.T) {
 				if got := inAtomicBatches(msgs[backlog:]); got != 0 {
 					t.Errorf("%d of the short batch's %d messages stored in an atomic batch, want none", got, short)
 				}
+				// The relay counts a batch once its mark has committed, a moment after the
+				// rows read as published.
+				waitFor(t, 5*time.Second, func() error {
+					if st, err := r.Stats(ctx); err != nil || st.AtomicBatches != uint64(want/100) {
+						return fmt.Errorf("stats %+v (%v), want %d atomic batches", st, err, want/100)
+					}
+					return nil
+				})
 			})
 		})
 	}

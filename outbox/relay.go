@@ -65,6 +65,7 @@ type Relay struct {
 
 	published atomic.Uint64
 	errors    atomic.Uint64
+	batches   atomic.Uint64              // published as atomic batches
 	held      atomic.Pointer[leaderLock] // the leader lock while this relay leads
 
 	atomic atomicStreams // which subjects go to a stream that takes atomic batches
@@ -114,11 +115,12 @@ func (r *Relay) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, fmt.Errorf("outbox stats: %w", err)
 	}
 	return Stats{
-		Lag:       lag,
-		Pending:   pending,
-		Published: r.published.Load(),
-		Errors:    r.errors.Load(),
-		IsLeader:  r.held.Load() != nil,
+		Lag:           lag,
+		Pending:       pending,
+		Published:     r.published.Load(),
+		Errors:        r.errors.Load(),
+		AtomicBatches: r.batches.Load(),
+		IsLeader:      r.held.Load() != nil,
 	}, nil
 }
 
@@ -402,6 +404,9 @@ func (r *Relay) finish(ctx context.Context, b *batch) error {
 		return fmt.Errorf("outbox rows %d..%d: %w", b.rows[0].id, b.rows[len(b.rows)-1].id, err)
 	}
 	r.published.Add(uint64(len(b.rows)))
+	if b.atomic {
+		r.batches.Add(1)
+	}
 	r.log.Debug("outbox relay: batch published", "first_id", b.rows[0].id, "last_id", b.rows[len(b.rows)-1].id, "rows", len(b.rows))
 	return nil
 }

@@ -39,6 +39,9 @@ type Outbox struct {
 	Published  uint64  `json:"published"`   // by this replica's relay since it started
 	Errors     uint64  `json:"errors"`
 	Leader     bool    `json:"leader"` // this replica's relay is the one publishing
+	// AtomicBatches counts the batches this replica's relay published as one atomic batch:
+	// zero where the NATS server or the streams do not take them.
+	AtomicBatches uint64 `json:"atomic_batches"`
 }
 
 // Consumer is one durable consumer, as JetStream sees it.
@@ -78,7 +81,8 @@ func Collect(ctx context.Context, s Source) (Report, error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
-		r.Outbox = Outbox{Pending: st.Pending, LagSeconds: st.Lag.Seconds(), Published: st.Published, Errors: st.Errors, Leader: st.IsLeader}
+		r.Outbox = Outbox{Pending: st.Pending, LagSeconds: st.Lag.Seconds(), Published: st.Published, Errors: st.Errors, Leader: st.IsLeader,
+			AtomicBatches: st.AtomicBatches}
 	}
 	for _, route := range s.Routes {
 		c := Consumer{Route: route.Name, Durable: route.Durable, Stream: route.Stream}
