@@ -325,7 +325,7 @@ func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string
 // the sold hold again; confirming a released hold fails with flight.ErrHoldReleased, one that
 // is not there (never held, rejected) with flight.ErrHoldNotFound; neither changes anything.
 //
-// It is three statements: the flight's lock (found through the hold), then the hold read and,
+// It is two statements: the flight's lock (found through the hold), then the hold read and,
 // if it is held, the hold and the flight's counters changed, in one (sellHold). Every change to
 // a hold's status takes its flight's lock first, so the hold read under the lock is the one the
 // change applies to.
