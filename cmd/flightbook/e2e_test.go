@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -227,14 +226,6 @@ func (s *e2eSystem) dumpLog(service string) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	s.t.Logf("last lines of the %s log:\n%s", service, strings.Join(lines[max(0, len(lines)-40):], "\n"))
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	testenv.Fatal(t, "listen", err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func freeAddr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
