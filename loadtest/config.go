@@ -70,6 +70,11 @@ type Config struct {
 	RetryFor time.Duration
 
 	Chaos Chaos
+
+	// CPU names local processes (as ps shows them: flightbook, mariadbd, postgres) whose CPU
+	// time the report gives, in all and per booking accepted; empty: none. It reads /proc, so
+	// it needs Linux and the system on this machine.
+	CPU []string
 }
 
 // Chaos kills a service with KillCmd At into the run and, Down later, starts it again with

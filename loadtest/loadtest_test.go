@@ -461,7 +461,19 @@ func TestWriteText(t *testing.T) {
 				"booking     outbox outbox.lag=0; DLQ before dlq=1, after dlq=1",
 				"PASS: every invariant held",
 			},
-			not: []string{"FAIL", "chaos", "schedule"},
+			not: []string{"FAIL", "chaos", "schedule", "cpu"},
+		},
+		{
+			name: "cpu of the processes that ran",
+			modify: func(r *Report) {
+				r.CPU = []ProcessCPU{
+					{Name: "flightbook", Seconds: 7.5, MsPerBooking: 7.5, ProcessesAtEnd: 1},
+					{Name: "mysqld", ProcessesAtEnd: 0},
+					{Name: "postgres", Seconds: 4, MsPerBooking: 4, ProcessesAtEnd: 12},
+				}
+			},
+			want: []string{"cpu  11.5s, 11.50 ms per booking accepted: flightbook 7.5s (7.50 ms), postgres 4.0s (4.00 ms)"},
+			not:  []string{"mysqld"},
 		},
 		{
 			name: "fail lists every violation",

@@ -48,6 +48,7 @@ type Report struct {
 	Oversold        int             `json:"oversold"`
 	Services        []ServiceStatus `json:"services"`
 	Chaos           *ChaosReport    `json:"chaos,omitempty"`
+	CPU             []ProcessCPU    `json:"cpu,omitempty"`
 
 	// Verified is false when the run stopped before the verification could finish.
 	Verified   bool     `json:"verified"`
@@ -108,6 +109,19 @@ func (r Report) WriteText(w io.Writer) error {
 	if r.SettledAfter > 0 {
 		fmt.Fprintf(&b, "settled     no booking PENDING %.1fs after the load began: %.1f bookings decided/s\n",
 			float64(r.SettledAfter), r.BookingsDecidedPerSec)
+	}
+	if len(r.CPU) > 0 {
+		var all, perBooking float64
+		var parts []string
+		for _, c := range r.CPU {
+			if c.ProcessesAtEnd == 0 {
+				continue // not running here (mysqld where MariaDB runs, say)
+			}
+			parts = append(parts, fmt.Sprintf("%s %.1fs (%.2f ms)", c.Name, c.Seconds, c.MsPerBooking))
+			all += c.Seconds
+			perBooking += c.MsPerBooking
+		}
+		fmt.Fprintf(&b, "cpu         %.1fs, %.2f ms per booking accepted: %s\n", all, perBooking, strings.Join(parts, ", "))
 	}
 	b.WriteString("\n")
 

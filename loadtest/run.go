@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -93,6 +94,12 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (Report, err
 	if cfg.Scenario == ScenarioBurst {
 		rep.Clients = cfg.Requests
 	}
+	var cpuBefore procTimes
+	if len(cfg.CPU) > 0 {
+		if cpuBefore, err = readProcTimes("/proc", cfg.CPU, os.Getpid()); err != nil {
+			return Report{}, fmt.Errorf("loadtest: %w", err)
+		}
+	}
 	start := time.Now()
 	loadDone := make(chan struct{})
 	var chaos *ChaosReport
@@ -131,6 +138,14 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (Report, err
 	}
 
 	verr := r.verify(ctx, &rep, before, start)
+	if cpuBefore != nil {
+		after, err := readProcTimes("/proc", cfg.CPU, os.Getpid())
+		if err != nil {
+			verr = errors.Join(verr, err)
+		} else {
+			rep.CPU = cpuSpent(cpuBefore, after, cfg.CPU, rep.BookingsAccepted)
+		}
+	}
 	if werr := r.write(stdout, rep); werr != nil {
 		return rep, errors.Join(verr, werr)
 	}

@@ -14,6 +14,10 @@
 #   BENCH_CLIENTS    clients of the hot scenario            (64)
 #   BENCH_GO         "none" skips the Go benchmarks
 #
+# Each load test also reports the CPU time that flightbook, MariaDB (or MySQL) and PostgreSQL
+# spent per booking accepted (loadtest --cpu): on a shared machine it moves far less from run
+# to run than bookings/s does.
+#
 # The outbox benchmarks time a fixed workload per run (-benchtime 1x); the hold benchmarks are
 # ordinary per-op benchmarks (and the booking writes' one) and get -benchtime 2s.
 set -euo pipefail
@@ -101,7 +105,8 @@ loadtest() {
 	say "### flightbook loadtest $*"
 	loadavg
 	local s=$SECONDS
-	"$tmp/flightbook" loadtest --flight-url "$flight_url" --booking-url "$booking_url" "$@" 2>&1 | tee -a "$out"
+	"$tmp/flightbook" loadtest --flight-url "$flight_url" --booking-url "$booking_url" \
+		--cpu flightbook,mariadbd,mysqld,postgres "$@" 2>&1 | tee -a "$out"
 	say "(load plus drain until quiet: $((SECONDS - s)) s)"
 	say
 }

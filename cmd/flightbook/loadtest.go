@@ -34,6 +34,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow service URLs that are not loopback addresses")
 	fs.DurationVar(&cfg.QuietTimeout, "quiet-timeout", 3*time.Minute, "how long to wait after the load for every booking to leave PENDING")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 30*time.Second, "timeout of one HTTP request, on top of --wait")
+	cpu := fs.String("cpu", "", "comma-separated names of local processes (e.g. flightbook,mariadbd,postgres) whose CPU time to report, in all and per booking accepted")
 	fs.BoolVar(&cfg.Chaos.Enabled, "chaos", false, "kill a service mid-run with --chaos-kill-cmd, start it with --chaos-start-cmd, then verify")
 	fs.StringVar(&cfg.Chaos.KillCmd, "chaos-kill-cmd", "", `shell command that kills a service, e.g. 'kill -9 $(cat booking.pid)'`)
 	fs.StringVar(&cfg.Chaos.StartCmd, "chaos-start-cmd", "", "shell command that starts it again and returns (background the service); empty: a supervisor restarts it")
@@ -63,6 +64,9 @@ flags:`)
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return fmt.Errorf("loadtest: unexpected arguments %q", fs.Args())
+	}
+	if *cpu != "" {
+		cfg.CPU = strings.Split(*cpu, ",")
 	}
 	cfg.Terminal = isTerminal(stderr)
 	cfg.Progress = *progress || cfg.Terminal
