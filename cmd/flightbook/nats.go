@@ -28,7 +28,17 @@ func connectNATS(ctx context.Context, url, name string, log *slog.Logger) (*nats
 		// The outbox relay needs publishes that fail while disconnected to fail, not to wait
 		// in a buffer and be sent after later ones (see outbox.NewPostgresRelay).
 		nats.ReconnectBufSize(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+			// nats.go passes no error when it closes the connection; the reason, if any (no
+			// server left, an auth error), is the connection's last error. Without one the
+			// connection was closed on purpose, as at every shutdown: nothing to warn about.
+			if err == nil {
+				err = c.LastError()
+			}
+			if err == nil {
+				log.Debug("nats connection closed")
+				return
+			}
 			log.Warn("nats disconnected", "error", err)
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
