@@ -17,6 +17,23 @@ type natsConfig struct {
 	Namespace string `default:"" desc:"optional prefix for every stream and subject, so several deployments can share one NATS server"`
 }
 
+// logDisconnect logs a lost connection as a warning. nats.go passes no error when it closes the
+// connection; the reason, if any (no server left, an auth error), is the connection's last
+// error. Without one the connection was closed on purpose, as at every shutdown: nothing to
+// warn about.
+func logDisconnect(log *slog.Logger) nats.ConnErrHandler {
+	return func(c *nats.Conn, err error) {
+		if err == nil {
+			err = c.LastError()
+		}
+		if err == nil {
+			log.Debug("nats connection closed")
+			return
+		}
+		log.Warn("nats disconnected", "error", err)
+	}
+}
+
 // connectNATS connects with unlimited reconnects: a broker restart must never need a service
 // restart. Outgoing messages wait in the outbox while the connection is down.
 func connectNATS(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
@@ -28,19 +45,7 @@ func connectNATS(ctx context.Context, url, name string, log *slog.Logger) (*nats
 		// The outbox relay needs publishes that fail while disconnected to fail, not to wait
 		// in a buffer and be sent after later ones (see outbox.NewPostgresRelay).
 		nats.ReconnectBufSize(-1),
-		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
-			// nats.go passes no error when it closes the connection; the reason, if any (no
-			// server left, an auth error), is the connection's last error. Without one the
-			// connection was closed on purpose, as at every shutdown: nothing to warn about.
-			if err == nil {
-				err = c.LastError()
-			}
-			if err == nil {
-				log.Debug("nats connection closed")
-				return
-			}
-			log.Warn("nats disconnected", "error", err)
-		}),
+		nats.DisconnectErrHandler(logDisconnect(log)),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
 		}),
