@@ -38,8 +38,8 @@ const (
 	mdSubject = "flightbook.subject"
 	// mdHeader prefixes a header's key: a header with one value, as nearly all are, is carried
 	// as its own metadata entry. mdHeaders carries, as JSON, the headers that repeat a key,
-	// which string metadata cannot hold. (All headers as one JSON entry cost a twentieth of a
-	// hot booking's CPU, encoding and decoding it at each hop.)
+	// which string metadata cannot hold. (All headers as one JSON entry, encoded and decoded at
+	// each hop, were about 4 % of the dev process's CPU in a hot run.)
 	mdHeader   = "flightbook.header."
 	mdHeaders  = "flightbook.headers"
 	mdAttempt  = "flightbook.attempt"

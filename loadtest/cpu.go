@@ -13,7 +13,7 @@ import (
 // ProcessCPU is the CPU time that the local processes of one name (a service, a database
 // server) spent during a run: from the start of the load until the verification ended, so it
 // includes the work the load left queued. On a machine whose throughput moves with its
-// neighbours, CPU per booking moves much less, so it compares builds better than bookings/s.
+// neighbours, CPU per booking moves less, so it compares builds better than bookings/s.
 type ProcessCPU struct {
 	Name           string  `json:"name"`
 	Seconds        float64 `json:"cpu_s"`

@@ -15,8 +15,8 @@ import (
 // not from a listener on port 0. A port from that range can be taken, between the check
 // here and the child's bind, by any outgoing connection that the tests running in parallel
 // open to the databases and NATS, and a listener cannot bind a port that an outgoing
-// connection holds. A child then exits with "address already in use" (TestDevModeRestarts
-// failed so once in CI).
+// connection holds. A child then exits with "address already in use" (the likeliest cause
+// of TestDevModeRestarts' one failure in CI).
 const lowestPort = 10000
 
 var (
