@@ -15,7 +15,7 @@
 #   BENCH_GO         "none" skips the Go benchmarks
 #
 # Each load test also reports the CPU time that flightbook, MariaDB (or MySQL) and PostgreSQL
-# spent per booking accepted (loadtest --cpu): on a shared machine it moves far less from run
+# spent per booking accepted (loadtest --cpu): on a shared machine it moves less from run
 # to run than bookings/s does.
 #
 # The outbox benchmarks time a fixed workload per run (-benchtime 1x); the hold benchmarks are
