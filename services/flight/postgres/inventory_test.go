@@ -61,6 +61,27 @@ func audit(t *testing.T, inv *postgres.Inventory, flightID int64) flight.SeatCou
 	return a.Counts
 }
 
+// awaitLockWait waits until another session of the test's database waits for a lock, in a
+// statement whose text is LIKE query, and fails with failure after 10 s.
+func awaitLockWait(t *testing.T, pool *pgxpool.Pool, query, failure string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		testenv.Fatal(t, "pg_stat_activity", pool.QueryRow(context.Background(), `
+			SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()
+			  AND query LIKE $1`, query).Scan(&waiting))
+		if waiting > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(failure)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestHoldLosesRaceForBooking makes another transaction record a booking while a hold for
 // it waits on the insert (the same booking on an unknown flight, so no flight lock keeps them
 // apart): the single hold answers with the recorded outcome, and the batch is retried and
@@ -95,20 +116,7 @@ func TestHoldLosesRaceForBooking(t *testing.T) {
 			done <- result{[]flight.Hold{h}, err}
 		}()
 		// Let the second transaction reach the insert and wait there for the first.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var waiting int
-			testenv.Fatal(t, "pg_stat_activity", pool.QueryRow(ctx, `
-				SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO holds%'`).Scan(&waiting))
-			if waiting > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the second hold never waited for the first")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		awaitLockWait(t, pool, "%INSERT INTO holds%", "the second hold never waited for the first")
 		testenv.Fatal(t, "commit first", first.Commit(ctx))
 		r := <-done
 		if r.err != nil {
@@ -153,20 +161,7 @@ func TestConfirmLocksFlightFirst(t *testing.T) {
 		_, err := inv.Confirm(ctx, b)
 		done <- err
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var waiting int
-		testenv.Fatal(t, "pg_stat_activity", pool.QueryRow(ctx, `
-			SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`).Scan(&waiting))
-		if waiting > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the confirm never waited for the flight's lock")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitLockWait(t, pool, "%", "the confirm never waited for the flight's lock")
 	if _, err := blocker.Exec(ctx, `SELECT 1 FROM holds WHERE booking_id = $1 FOR UPDATE NOWAIT`, b); err != nil {
 		t.Fatalf("the confirm holds the hold's row while it waits for the flight's: %v", err)
 	}
