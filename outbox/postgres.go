@@ -20,6 +20,43 @@ func AddPostgres(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	args, err := postgresArgs(msgs)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, postgresInsert, args...); err != nil {
+		return addError(msgs, err)
+	}
+	return nil
+}
+
+// QueuePostgres queues AddPostgres's statement in b, for a caller that sends it together with
+// other statements of its transaction (its COMMIT, say) in one round trip. The statement's
+// error, if any, comes from b's results.
+func QueuePostgres(b *pgx.Batch, msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	args, err := postgresArgs(msgs)
+	if err != nil {
+		return err
+	}
+	b.Queue(postgresInsert, args...).Fn = func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return addError(msgs, err)
+		}
+		return nil
+	}
+	return nil
+}
+
+// postgresInsert adds any number of messages in one statement: unnest keeps the array order,
+// so ids follow the order of the messages.
+const postgresInsert = `INSERT INTO outbox (msg_id, subject, headers, payload, aggregate_id)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[], $5::text[])`
+
+// postgresArgs returns postgresInsert's arguments for msgs.
+func postgresArgs(msgs []Message) ([]any, error) {
 	ids := make([]string, len(msgs))
 	subjects := make([]string, len(msgs))
 	headers := make([]string, len(msgs))
@@ -28,7 +65,7 @@ func AddPostgres(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	for i, m := range msgs {
 		h, err := encodeHeaders(m)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ids[i], subjects[i], headers[i], aggregates[i] = m.ID, m.Subject, h, m.AggregateID
 		payloads[i] = m.Data
@@ -36,15 +73,12 @@ func AddPostgres(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 			payloads[i] = []byte{} // the column is NOT NULL; an empty body is still a body
 		}
 	}
-	// One statement for any number of messages: unnest keeps the array order, so ids follow
-	// the order of msgs.
-	_, err := tx.Exec(ctx, `INSERT INTO outbox (msg_id, subject, headers, payload, aggregate_id)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[], $5::text[])`,
-		ids, subjects, headers, payloads, aggregates)
-	if err != nil {
-		return fmt.Errorf("outbox: add %d messages (first %s): %w", len(msgs), msgs[0].ID, err)
-	}
-	return nil
+	return []any{ids, subjects, headers, payloads, aggregates}, nil
+}
+
+// addError wraps the error of the statement that added msgs.
+func addError(msgs []Message, err error) error {
+	return fmt.Errorf("outbox: add %d messages (first %s): %w", len(msgs), msgs[0].ID, err)
 }
 
 // NewPostgresRelay returns a relay for the outbox table in pool's PostgreSQL database,

@@ -3,11 +3,15 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/flightbook/flightbook/outbox"
 	"github.com/flightbook/flightbook/services/flight"
 	"github.com/flightbook/flightbook/services/flight/postgres"
 	"github.com/flightbook/flightbook/testenv"
@@ -118,3 +122,96 @@ func BenchmarkHoldBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSagaTx is one saga handler's transaction as the flight service runs it for a lone
+// message, one after another: claim the message, hold one seat, queue the reply, commit. It
+// reports the round trips to PostgreSQL each took, counted by a pgx tracer, which unlike the
+// time per transaction does not depend on how busy the machine is.
+func BenchmarkSagaTx(b *testing.B) {
+	for _, op := range []string{"hold", "confirm"} {
+		b.Run(op, func(b *testing.B) {
+			ctx := context.Background()
+			cfg := newInventoryTestDB(b).Config()
+			trips := &roundTrips{}
+			cfg.ConnConfig.Tracer = trips
+			pool, err := pgxpool.NewWithConfig(ctx, cfg)
+			testenv.Fatal(b, "pool", err)
+			b.Cleanup(pool.Close)
+			inv := postgres.NewInventory(pool)
+			f := seedFlight(b, pool, 50_000_000, time.Now().Add(24*time.Hour), "scheduled")
+			reply := func(id string) outbox.Message {
+				return outbox.Message{ID: uuid.NewString(), Subject: "flight.saga.seats-held", Data: []byte(`{}`), AggregateID: id}
+			}
+			hold := func(booking string) error {
+				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+					if _, err := tx.ClaimAll(ctx, "flight.seat-hold", []string{uuid.NewString()}); err != nil {
+						return err
+					}
+					if _, err := tx.HoldBatch(ctx, []flight.HoldRequest{{BookingID: booking, FlightID: f, Seats: 1}}); err != nil {
+						return err
+					}
+					return tx.Queue(ctx, reply(booking))
+				})
+			}
+			confirm := func(booking string) error {
+				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+					if _, err := tx.ClaimAll(ctx, "flight.seats-confirm", []string{uuid.NewString()}); err != nil {
+						return err
+					}
+					if _, err := tx.Confirm(ctx, booking); err != nil {
+						return err
+					}
+					return tx.Queue(ctx, reply(booking))
+				})
+			}
+			bookings := make([]string, b.N+1)
+			for i := range bookings {
+				bookings[i] = uuid.NewString()
+				if op == "confirm" {
+					testenv.Fatal(b, "hold", hold(bookings[i]))
+				}
+			}
+			run := hold
+			if op == "confirm" {
+				run = confirm
+			}
+			// The first transaction prepares the statements, which later ones reuse.
+			testenv.Fatal(b, op, run(bookings[b.N]))
+			trips.n.Store(0)
+			b.ResetTimer()
+			for i := range b.N {
+				if err := run(bookings[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(trips.n.Load())/float64(b.N), "round-trips/op")
+		})
+	}
+}
+
+// roundTrips counts what a pgx connection sends to the server and waits for: each query on
+// its own, each batch, each prepare.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+func (r *roundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+
+func (r *roundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}

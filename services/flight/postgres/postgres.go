@@ -91,22 +91,28 @@ func createDatabase(ctx context.Context, dsn, name string) error {
 // otherwise. When PostgreSQL aborts the transaction for a serialization failure (40001) or a
 // deadlock (40P01) it runs fn again, up to five times with a short growing pause: such an
 // abort has undone everything fn did, so the retry is safe as long as fn does nothing
-// outside the transaction. Catalogue writes, and later the saga's handlers and the outbox,
-// use it so that commit, rollback and retry live in one place.
+// outside the transaction. Catalogue writes use it; the saga's handlers use Inventory.InTx,
+// which ends its transactions itself (see InventoryTx) and retries as this does.
 func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	return retry(ctx, func() error { return pgx.BeginFunc(ctx, pool, fn) })
+}
+
+// retry runs attempt again, as InTx says, while it fails with a serialization failure or a
+// deadlock.
+func retry(ctx context.Context, attempt func() error) error {
 	const attempts = 5
-	for attempt := 1; ; attempt++ {
-		err := pgx.BeginFunc(ctx, pool, fn)
+	for n := 1; ; n++ {
+		err := attempt()
 		if err == nil {
 			return nil
 		}
-		if code := pgCode(err); attempt == attempts || (code != "40001" && code != "40P01") {
+		if code := pgCode(err); n == attempts || (code != "40001" && code != "40P01") {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (retrying after: %w)", ctx.Err(), err)
-		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		case <-time.After(time.Duration(n) * 5 * time.Millisecond):
 		}
 	}
 }

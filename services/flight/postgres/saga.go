@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flightbook/flightbook/inbox"
 	"github.com/flightbook/flightbook/outbox"
@@ -16,16 +19,100 @@ import (
 // InventoryTx is one transaction of a saga handler: it claims the message in the inbox,
 // changes the seats and queues the reply in the outbox, all committed together by
 // Inventory.InTx. It implements messaging.Tx.
+//
+// It saves two of a handler's round trips to PostgreSQL (seven to five for a batch of holds,
+// six to four for a confirm): BEGIN goes to the server with the transaction's first statement,
+// and the outbox's rows with COMMIT. Each round trip costs the flight process and PostgreSQL a
+// write, a read and a wake-up, which is most of what a short statement costs them here
+// (docs/performance.md).
 type InventoryTx struct {
-	inv *Inventory
-	tx  pgx.Tx
+	inv  *Inventory
+	conn *pgxpool.Conn
+	tx   pgx.Tx // nil until the transaction's first statement
+	open bool   // BEGIN has been sent, perhaps in a batch that failed
+	out  []outbox.Message
 }
 
-// InTx runs fn in one transaction (see InTx for commit, rollback and retry).
+// InTx runs fn in one transaction, and retries it as InTx does.
 func (inv *Inventory) InTx(ctx context.Context, fn func(*InventoryTx) error) error {
-	return InTx(ctx, inv.pool, func(tx pgx.Tx) error {
-		return fn(&InventoryTx{inv: inv, tx: tx})
-	})
+	return retry(ctx, func() error { return inv.runTx(ctx, fn) })
+}
+
+func (inv *Inventory) runTx(ctx context.Context, fn func(*InventoryTx) error) error {
+	conn, err := inv.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire a connection: %w", err)
+	}
+	defer conn.Release()
+	t := &InventoryTx{inv: inv, conn: conn}
+	committed := false
+	defer func() {
+		// Also on panic, and before the connection goes back to the pool.
+		if !committed {
+			t.rollback()
+		}
+	}()
+	if err := fn(t); err != nil {
+		return err
+	}
+	if err := t.commit(ctx); err != nil {
+		return err
+	}
+	committed = true
+	return nil
+}
+
+// begun returns the transaction, beginning it if no statement has been sent yet.
+func (t *InventoryTx) begun(ctx context.Context) (pgx.Tx, error) {
+	if t.tx == nil {
+		t.open = true
+		tx, err := t.conn.Begin(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("begin: %w", err)
+		}
+		t.tx = tx
+	}
+	return t.tx, nil
+}
+
+// commit sends the queued outbox rows and COMMIT in one round trip (and BEGIN in front of
+// them if nothing else was sent). The transaction is ended here, not through t.tx, which is
+// left behind with the connection.
+func (t *InventoryTx) commit(ctx context.Context) error {
+	if !t.open && len(t.out) == 0 {
+		return nil
+	}
+	var b pgx.Batch
+	if !t.open {
+		t.open = true
+		b.Queue("BEGIN")
+	}
+	if err := outbox.QueuePostgres(&b, t.out...); err != nil {
+		return err
+	}
+	var tag pgconn.CommandTag
+	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	if err := t.conn.SendBatch(ctx, &b).Close(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	// COMMIT of a transaction an earlier error aborted rolls it back and says so only here.
+	if tag.String() != "COMMIT" {
+		return fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
+	}
+	return nil
+}
+
+// rollback ends a transaction that failed, even when the caller's context is done: the
+// connection must not go back to the pool inside a transaction. If ROLLBACK fails too, the
+// pool closes the connection rather than reuse it (pgxpool drops a connection that is not
+// idle).
+func (t *InventoryTx) rollback() {
+	if !t.open {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = t.conn.Exec(ctx, "ROLLBACK")
 }
 
 // ClaimAll is inbox.ClaimPostgres for many messages in one statement; an id that appears
@@ -49,15 +136,7 @@ func (t *InventoryTx) ClaimAll(ctx context.Context, consumer string, msgIDs []st
 	sorted := slices.Clone(msgIDs)
 	slices.Sort(sorted)
 	sorted = slices.Compact(sorted)
-	rows, err := t.tx.Query(ctx, `
-		INSERT INTO inbox (consumer, msg_id)
-		SELECT $1, id FROM unnest($2::text[]) WITH ORDINALITY AS m(id, n) ORDER BY n
-		ON CONFLICT (consumer, msg_id) DO NOTHING
-		RETURNING msg_id`, consumer, sorted)
-	if err != nil {
-		return nil, fmt.Errorf("inbox: claim %d messages for %s: %w", len(sorted), consumer, err)
-	}
-	claimed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	claimed, err := t.claim(ctx, consumer, sorted)
 	if err != nil {
 		return nil, fmt.Errorf("inbox: claim %d messages for %s: %w", len(sorted), consumer, err)
 	}
@@ -73,27 +152,76 @@ func (t *InventoryTx) ClaimAll(ctx context.Context, consumer string, msgIDs []st
 	return first, nil
 }
 
+// claim inserts msgIDs into the inbox and returns the ones that were not there. As a
+// transaction's first statement it goes in one round trip with BEGIN.
+func (t *InventoryTx) claim(ctx context.Context, consumer string, msgIDs []string) ([]string, error) {
+	const insert = `
+		INSERT INTO inbox (consumer, msg_id)
+		SELECT $1, id FROM unnest($2::text[]) WITH ORDINALITY AS m(id, n) ORDER BY n
+		ON CONFLICT (consumer, msg_id) DO NOTHING
+		RETURNING msg_id`
+	if t.tx != nil {
+		rows, err := t.tx.Query(ctx, insert, consumer, msgIDs)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	var b pgx.Batch
+	b.BeginTx(pgx.TxOptions{})
+	var claimed []string
+	b.Queue(insert, consumer, msgIDs).Query(func(rows pgx.Rows) error {
+		var err error
+		claimed, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	t.open = true
+	br := t.conn.SendBatch(ctx, &b)
+	t.tx = br.Tx()
+	if err := br.Close(); err != nil {
+		return nil, err
+	}
+	return claimed, nil
+}
+
 // Hold is Inventory.HoldTx in this transaction.
 func (t *InventoryTx) Hold(ctx context.Context, req flight.HoldRequest) (flight.Hold, error) {
-	return t.inv.HoldTx(ctx, t.tx, req)
+	tx, err := t.begun(ctx)
+	if err != nil {
+		return flight.Hold{}, err
+	}
+	return t.inv.HoldTx(ctx, tx, req)
 }
 
 // HoldBatch is Inventory.HoldBatchTx in this transaction.
 func (t *InventoryTx) HoldBatch(ctx context.Context, reqs []flight.HoldRequest) ([]flight.Hold, error) {
-	return t.inv.HoldBatchTx(ctx, t.tx, reqs)
+	tx, err := t.begun(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return t.inv.HoldBatchTx(ctx, tx, reqs)
 }
 
 // Release is Inventory.ReleaseTx in this transaction.
 func (t *InventoryTx) Release(ctx context.Context, bookingID string, flightID int64) (flight.Hold, error) {
-	return t.inv.ReleaseTx(ctx, t.tx, bookingID, flightID)
+	tx, err := t.begun(ctx)
+	if err != nil {
+		return flight.Hold{}, err
+	}
+	return t.inv.ReleaseTx(ctx, tx, bookingID, flightID)
 }
 
 // Confirm is Inventory.ConfirmTx in this transaction.
 func (t *InventoryTx) Confirm(ctx context.Context, bookingID string) (flight.Hold, error) {
-	return t.inv.ConfirmTx(ctx, t.tx, bookingID)
+	tx, err := t.begun(ctx)
+	if err != nil {
+		return flight.Hold{}, err
+	}
+	return t.inv.ConfirmTx(ctx, tx, bookingID)
 }
 
-// Queue adds msgs to the outbox in this transaction (outbox.AddPostgres).
-func (t *InventoryTx) Queue(ctx context.Context, msgs ...outbox.Message) error {
-	return outbox.AddPostgres(ctx, t.tx, msgs...)
+// Queue adds msgs to the outbox in this transaction. They are sent with the COMMIT.
+func (t *InventoryTx) Queue(_ context.Context, msgs ...outbox.Message) error {
+	t.out = append(t.out, msgs...)
+	return nil
 }
