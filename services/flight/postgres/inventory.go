@@ -140,21 +140,19 @@ func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldR
 		return out, nil
 	}
 
-	// Outcomes already recorded are final, so they are read before taking any lock: a
-	// redelivered request is answered without queueing behind the flight's other bookings.
-	// One recorded after this read is caught by the insert below.
-	prev, err := holdsOf(ctx, tx, ids)
-	if err != nil {
-		return nil, err
-	}
+	// Outcomes already recorded are final: a request whose booking has one gets it again.
+	// They are read in the same round trip as the flights' locks are taken, just before
+	// them; one recorded after this read is caught by the insert below.
 	var flightIDs []int64
 	for i, req := range reqs {
-		if out[i].Status == "" && !prev.has(req.BookingID) {
+		if out[i].Status == "" {
 			flightIDs = append(flightIDs, req.FlightID)
 		}
 	}
-	seating, err := lockSeating(ctx, tx, flightIDs)
-	if err != nil {
+	var b pgx.Batch
+	prev := queueHoldsOf(&b, ids)
+	seating := queueLockSeating(&b, flightIDs)
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, err
 	}
 
@@ -201,30 +199,27 @@ func previousOutcome(h flight.Hold) flight.Hold {
 	return h
 }
 
-// lockSeating locks the flights' rows in id order and returns what a hold decision needs of
-// each. A flight that does not exist is absent from the map.
-func lockSeating(ctx context.Context, tx pgx.Tx, flightIDs []int64) (map[int64]*flight.Seating, error) {
+// queueLockSeating queues in b the statement that locks the flights' rows in id order, and
+// returns the map it fills, once b is sent, with what a hold decision needs of each flight. A
+// flight that does not exist is absent from the map.
+func queueLockSeating(b *pgx.Batch, flightIDs []int64) map[int64]*flight.Seating {
 	seating := map[int64]*flight.Seating{}
-	if len(flightIDs) == 0 {
-		return seating, nil
-	}
-	rows, err := tx.Query(ctx, `
+	b.Queue(`
 		SELECT id, status, departure_time, available_seats, fare_amount, currency
-		FROM flights WHERE id = ANY($1) ORDER BY id FOR UPDATE`, flightIDs)
-	if err != nil {
-		return nil, fmt.Errorf("lock flights %v: %w", flightIDs, err)
-	}
-	var id int64
-	var s flight.Seating
-	_, err = pgx.ForEachRow(rows, []any{&id, &s.Status, &s.Departure, &s.Available, &s.Fare, &s.Currency}, func() error {
-		c := s
-		seating[id] = &c
+		FROM flights WHERE id = ANY($1) ORDER BY id FOR UPDATE`, flightIDs).Query(func(rows pgx.Rows) error {
+		var id int64
+		var s flight.Seating
+		_, err := pgx.ForEachRow(rows, []any{&id, &s.Status, &s.Departure, &s.Available, &s.Fare, &s.Currency}, func() error {
+			c := s
+			seating[id] = &c
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("lock flights %v: %w", flightIDs, err)
+		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("lock flights %v: %w", flightIDs, err)
-	}
-	return seating, nil
+	return seating
 }
 
 // recordHolds writes the new outcomes and takes the granted seats off their flights in one
@@ -325,19 +320,24 @@ func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string
 // the sold hold again; confirming a released hold fails with flight.ErrHoldReleased, one that
 // is not there (never held, rejected) with flight.ErrHoldNotFound; neither changes anything.
 //
-// It is two statements: the flight's lock (found through the hold), then the hold read and,
-// if it is held, the hold and the flight's counters changed, in one (sellHold). Every change to
-// a hold's status takes its flight's lock first, so the hold read under the lock is the one the
+// It is two statements in one round trip: the flight's lock (found through the hold), then
+// the hold read and, if it is held, the hold and the flight's counters changed, in one
+// (sellHoldQuery). The server runs the second once the first has its lock. Every change to a
+// hold's status takes its flight's lock first, so the hold read under the lock is the one the
 // change applies to.
 func (inv *Inventory) ConfirmTx(ctx context.Context, tx pgx.Tx, bookingID string) (flight.Hold, error) {
-	if _, ok, err := lockHoldFlight(ctx, tx, bookingID); err != nil {
-		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, err)
-	} else if !ok {
-		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, flight.ErrHoldNotFound)
-	}
-	h, ok, err := sellHold(ctx, tx, bookingID)
-	if err != nil {
-		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, err)
+	var (
+		b  pgx.Batch
+		h  flight.Hold
+		ok bool
+	)
+	b.Queue(lockHoldFlightQuery, bookingID).Exec(func(pgconn.CommandTag) error { return nil })
+	b.Queue(sellHoldQuery, bookingID).Query(func(rows pgx.Rows) (err error) {
+		h, ok, err = oneHold(rows, nil)
+		return err
+	})
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return flight.Hold{}, fmt.Errorf("confirm %s: sell hold: %w", bookingID, err)
 	}
 	if !ok {
 		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, flight.ErrHoldNotFound)
@@ -355,13 +355,12 @@ func (inv *Inventory) ConfirmTx(ctx context.Context, tx pgx.Tx, bookingID string
 	}
 }
 
-// sellHold returns a booking's hold as it was, and if it was held, marks it sold and moves
-// its seats from held to sold on its flight, in one statement. The statement's parts share
-// one snapshot, so the hold it returns is the one before the change.
-func sellHold(ctx context.Context, tx pgx.Tx, bookingID string) (flight.Hold, bool, error) {
-	h, ok, err := oneHold(tx.Query(ctx, `
+// sellHoldQuery returns a booking's hold as it was, and if it was held, marks it sold and
+// moves its seats from held to sold on its flight. The statement's parts share one snapshot,
+// so the hold it returns is the one before the change.
+const sellHoldQuery = `
 		WITH old AS (
-			SELECT `+holdColumns+` FROM holds WHERE booking_id = $1
+			SELECT ` + holdColumns + ` FROM holds WHERE booking_id = $1
 		), sold AS (
 			UPDATE holds SET status = 'sold', updated_at = now()
 			WHERE booking_id = $1 AND status = 'held'
@@ -371,12 +370,7 @@ func sellHold(ctx context.Context, tx pgx.Tx, bookingID string) (flight.Hold, bo
 			       version = f.version + 1, updated_at = now()
 			FROM sold WHERE f.id = sold.flight_id
 		)
-		SELECT * FROM old`, bookingID))
-	if err != nil {
-		return flight.Hold{}, false, fmt.Errorf("sell hold: %w", err)
-	}
-	return h, ok, nil
-}
+		SELECT * FROM old`
 
 // Holds lists every hold recorded for a flight, oldest first.
 func (inv *Inventory) Holds(ctx context.Context, flightID int64) ([]flight.Hold, error) {
@@ -457,18 +451,35 @@ func holdsOf(ctx context.Context, q querier, bookingIDs []string) (holdSet, erro
 	if len(bookingIDs) == 0 {
 		return hs, nil
 	}
-	rows, err := q.Query(ctx, `SELECT `+holdColumns+` FROM holds WHERE booking_id = ANY($1::uuid[])`, bookingIDs)
+	rows, err := q.Query(ctx, holdsOfQuery, bookingIDs)
 	if err != nil {
 		return nil, fmt.Errorf("read holds: %w", err)
 	}
-	list, err := pgx.CollectRows(rows, scanHold)
-	if err != nil {
-		return nil, fmt.Errorf("read holds: %w", err)
-	}
-	for _, h := range list {
-		hs[h.BookingID] = h
+	if err := hs.collect(rows); err != nil {
+		return nil, err
 	}
 	return hs, nil
+}
+
+// queueHoldsOf queues holdsOf's query in b and returns the set it fills once b is sent.
+func queueHoldsOf(b *pgx.Batch, bookingIDs []string) holdSet {
+	hs := holdSet{}
+	b.Queue(holdsOfQuery, bookingIDs).Query(hs.collect)
+	return hs
+}
+
+const holdsOfQuery = `SELECT ` + holdColumns + ` FROM holds WHERE booking_id = ANY($1::uuid[])`
+
+// collect adds the holds rows returns to s.
+func (s holdSet) collect(rows pgx.Rows) error {
+	list, err := pgx.CollectRows(rows, scanHold)
+	if err != nil {
+		return fmt.Errorf("read holds: %w", err)
+	}
+	for _, h := range list {
+		s[h.BookingID] = h
+	}
+	return nil
 }
 
 const holdColumns = `booking_id::text, flight_id, seats, status, reason, detail, unit_price, currency, created_at, updated_at`
@@ -517,9 +528,7 @@ func oneHold(rows pgx.Rows, err error) (flight.Hold, bool, error) {
 // gone locks nothing, as lockFlight does.
 func lockHoldFlight(ctx context.Context, tx pgx.Tx, bookingID string) (int64, bool, error) {
 	var id int64
-	err := tx.QueryRow(ctx, `
-		SELECT h.flight_id, (SELECT true FROM flights f WHERE f.id = h.flight_id FOR UPDATE)
-		FROM holds h WHERE h.booking_id = $1`, bookingID).Scan(&id, nil)
+	err := tx.QueryRow(ctx, lockHoldFlightQuery, bookingID).Scan(&id, nil)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -528,6 +537,10 @@ func lockHoldFlight(ctx context.Context, tx pgx.Tx, bookingID string) (int64, bo
 	}
 	return id, true, nil
 }
+
+const lockHoldFlightQuery = `
+		SELECT h.flight_id, (SELECT true FROM flights f WHERE f.id = h.flight_id FOR UPDATE)
+		FROM holds h WHERE h.booking_id = $1`
 
 func lockFlight(ctx context.Context, tx pgx.Tx, flightID int64) error {
 	// A missing flight is fine here: the hold row is then the only thing to lock.
