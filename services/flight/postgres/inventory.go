@@ -67,7 +67,7 @@ func (inv *Inventory) Confirm(ctx context.Context, bookingID string) (flight.Hol
 // It is idempotent by booking id: a repeated request returns the first outcome and changes
 // nothing. A booking released before its hold arrived is refused.
 func (inv *Inventory) HoldTx(ctx context.Context, tx pgx.Tx, req flight.HoldRequest) (flight.Hold, error) {
-	hs, err := inv.holdTx(ctx, tx, []flight.HoldRequest{req})
+	hs, err := inv.holdTx(ctx, tx, []flight.HoldRequest{req}, nil)
 	if errors.Is(err, errHoldRace) {
 		// Another transaction recorded this booking first (the same booking on another
 		// flight, or on a flight that does not exist, so no row lock kept them apart).
@@ -108,7 +108,7 @@ func (inv *Inventory) HoldBatch(ctx context.Context, reqs []flight.HoldRequest) 
 // for the same booking on another flight, or on an unknown flight), the batch fails with a
 // serialization failure (SQLSTATE 40001) and must be rolled back; HoldBatch retries it.
 func (inv *Inventory) HoldBatchTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldRequest) ([]flight.Hold, error) {
-	hs, err := inv.holdTx(ctx, tx, reqs)
+	hs, err := inv.holdTx(ctx, tx, reqs, nil)
 	if err != nil {
 		return nil, fmt.Errorf("hold %d bookings: %w", len(reqs), err)
 	}
@@ -123,7 +123,9 @@ func (inv *Inventory) HoldBatchTx(ctx context.Context, tx pgx.Tx, reqs []flight.
 var errHoldRace = &pgconn.PgError{Severity: "ERROR", Code: "40001",
 	Message: "a concurrent transaction recorded the same booking; retry"}
 
-func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldRequest) ([]flight.Hold, error) {
+// holdTx decides reqs inside tx. With a nil later it records the outcomes before it returns;
+// otherwise it queues their statement in later, for the caller to send with its COMMIT.
+func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldRequest, later *pgx.Batch) ([]flight.Hold, error) {
 	out := make([]flight.Hold, len(reqs))
 	var ids []string
 	for i, req := range reqs {
@@ -182,11 +184,14 @@ func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldR
 		out[i], first[req.BookingID] = h, i
 		fresh = append(fresh, h)
 	}
-	if len(fresh) == 0 {
-		return out, nil
-	}
-	if err := recordHolds(ctx, tx, fresh); err != nil {
-		return nil, err
+	switch {
+	case len(fresh) == 0:
+	case later != nil:
+		queueRecordHolds(later, fresh)
+	default:
+		if err := recordHolds(ctx, tx, fresh); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -226,18 +231,34 @@ func queueLockSeating(b *pgx.Batch, flightIDs []int64) map[int64]*flight.Seating
 // statement. The flights are updated from the rows actually inserted, so the counters can
 // never disagree with the holds table, whatever a concurrent transaction did.
 func recordHolds(ctx context.Context, tx pgx.Tx, hs []flight.Hold) error {
-	n := len(hs)
-	var (
-		ids, statuses, reasons, details, currencies = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		flightIDs, prices                           = make([]int64, n), make([]int64, n)
-		seats                                       = make([]int32, n)
-	)
-	for i, h := range hs {
-		ids[i], flightIDs[i], seats[i], statuses[i] = h.BookingID, h.FlightID, int32(h.Seats), string(h.Status)
-		reasons[i], details[i], prices[i], currencies[i] = h.Reason, h.Detail, h.UnitPrice, h.Currency
-	}
 	var inserted int
-	err := tx.QueryRow(ctx, `
+	if err := tx.QueryRow(ctx, recordHoldsQuery+`SELECT count(*) FROM new`, holdsArgs(hs)...).Scan(&inserted); err != nil {
+		return fmt.Errorf("record %d holds: %w", len(hs), err)
+	}
+	if inserted != len(hs) {
+		return errHoldRace
+	}
+	return nil
+}
+
+// queueRecordHolds queues recordHolds's statement in b, to go to the server with the
+// transaction's COMMIT. Nothing can check its count of inserted rows before the COMMIT runs,
+// so the statement checks it itself: it fails with errHoldRace's serialization failure, and
+// the COMMIT behind it never runs.
+func queueRecordHolds(b *pgx.Batch, hs []flight.Hold) {
+	b.Queue(recordHoldsQuery+`SELECT serialization_check(count(*) = $9, $10) FROM new`,
+		append(holdsArgs(hs), len(hs), errHoldRace.Message)...).Fn = func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("record %d holds: %w", len(hs), err)
+		}
+		return nil
+	}
+}
+
+// recordHoldsQuery inserts the holds given as arrays ($1 to $8), skipping any booking another
+// transaction recorded first, and takes their held seats off their flights. The caller adds
+// the SELECT over new that ends it.
+const recordHoldsQuery = `
 		WITH new AS (
 			INSERT INTO holds (booking_id, flight_id, seats, status, reason, detail, unit_price, currency)
 			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[])
@@ -250,15 +271,21 @@ func recordHolds(ctx context.Context, tx pgx.Tx, hs []flight.Hold) error {
 			       version = f.version + 1, updated_at = now()
 			FROM taken WHERE f.id = taken.flight_id
 		)
-		SELECT count(*) FROM new`,
-		ids, flightIDs, seats, statuses, reasons, details, prices, currencies).Scan(&inserted)
-	if err != nil {
-		return fmt.Errorf("record %d holds: %w", n, err)
+		`
+
+// holdsArgs returns recordHoldsQuery's arrays for hs.
+func holdsArgs(hs []flight.Hold) []any {
+	n := len(hs)
+	var (
+		ids, statuses, reasons, details, currencies = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		flightIDs, prices                           = make([]int64, n), make([]int64, n)
+		seats                                       = make([]int32, n)
+	)
+	for i, h := range hs {
+		ids[i], flightIDs[i], seats[i], statuses[i] = h.BookingID, h.FlightID, int32(h.Seats), string(h.Status)
+		reasons[i], details[i], prices[i], currencies[i] = h.Reason, h.Detail, h.UnitPrice, h.Currency
 	}
-	if inserted != n {
-		return errHoldRace
-	}
-	return nil
+	return []any{ids, flightIDs, seats, statuses, reasons, details, prices, currencies}
 }
 
 // ReleaseTx gives back the seats a booking holds or bought, inside tx. A release for a

@@ -85,7 +85,8 @@ func awaitLockWait(t *testing.T, pool *pgxpool.Pool, query, failure string) {
 // TestHoldLosesRaceForBooking makes another transaction record a booking while a hold for
 // it waits on the insert (the same booking on an unknown flight, so no flight lock keeps them
 // apart): the single hold answers with the recorded outcome, and the batch is retried and
-// then answers the same, with the rest of the batch granted and counted once.
+// then answers the same, with the rest of the batch granted and counted once. A saga
+// transaction's batch, which writes with its COMMIT, fails there and is retried the same way.
 func TestHoldLosesRaceForBooking(t *testing.T) {
 	t.Parallel()
 	pool := newInventoryTestDB(t)
@@ -93,7 +94,8 @@ func TestHoldLosesRaceForBooking(t *testing.T) {
 	ctx := context.Background()
 	f := seedFlight(t, pool, 10, time.Now().Add(48*time.Hour), "scheduled")
 
-	for _, batch := range []bool{false, true} {
+	for _, mode := range []string{"hold", "batch", "saga"} {
+		batch := mode != "hold"
 		x, y := uuid.NewString(), uuid.NewString()
 		first, err := pool.Begin(ctx)
 		testenv.Fatal(t, "begin", err)
@@ -106,9 +108,19 @@ func TestHoldLosesRaceForBooking(t *testing.T) {
 			err error
 		}
 		done := make(chan result, 1)
+		reqs := []flight.HoldRequest{{BookingID: y, FlightID: f, Seats: 2}, {BookingID: x, FlightID: f, Seats: 1}}
 		go func() {
-			if batch {
-				hs, err := inv.HoldBatch(ctx, []flight.HoldRequest{{BookingID: y, FlightID: f, Seats: 2}, {BookingID: x, FlightID: f, Seats: 1}})
+			switch mode {
+			case "batch":
+				hs, err := inv.HoldBatch(ctx, reqs)
+				done <- result{hs, err}
+				return
+			case "saga":
+				var hs []flight.Hold
+				err := inv.InTx(ctx, func(tx *postgres.InventoryTx) (err error) {
+					hs, err = tx.HoldBatch(ctx, reqs)
+					return err
+				})
 				done <- result{hs, err}
 				return
 			}
@@ -120,18 +132,18 @@ func TestHoldLosesRaceForBooking(t *testing.T) {
 		testenv.Fatal(t, "commit first", first.Commit(ctx))
 		r := <-done
 		if r.err != nil {
-			t.Fatalf("batch=%v: %v", batch, r.err)
+			t.Fatalf("%s: %v", mode, r.err)
 		}
 		last := r.hs[len(r.hs)-1]
 		if last.BookingID != x || last.Reason != flight.ReasonFlightNotFound {
-			t.Errorf("batch=%v: the losing hold answered %+v, want the recorded flight_not_found", batch, last)
+			t.Errorf("%s: the losing hold answered %+v, want the recorded flight_not_found", mode, last)
 		}
 		if batch && !r.hs[0].Held() {
-			t.Errorf("the rest of the batch: %+v", r.hs[0])
+			t.Errorf("%s: the rest of the batch: %+v", mode, r.hs[0])
 		}
 	}
-	if c := audit(t, inv, f); c.Held != 2 || c.Available != 8 {
-		t.Errorf("counts %+v, want only the batch's other booking holding 2 seats", c)
+	if c := audit(t, inv, f); c.Held != 4 || c.Available != 6 {
+		t.Errorf("counts %+v, want only the batches' other bookings holding 2 seats each", c)
 	}
 }
 

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -143,4 +144,30 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestInventoryTxSeesItsOwnHolds: a batch of holds is written with the COMMIT, unless another
+// statement of the transaction comes first, which must see the holds.
+func TestInventoryTxSeesItsOwnHolds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newInventoryTestDB(t)
+	inv := postgres.NewInventory(pool)
+	f := seedFlight(t, pool, 10, time.Now().Add(48*time.Hour), "scheduled")
+	booking := uuid.NewString()
+	err := inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+		hs, err := tx.HoldBatch(ctx, []flight.HoldRequest{{BookingID: booking, FlightID: f, Seats: 3}})
+		if err != nil || !hs[0].Held() {
+			return errors.Join(errors.New("hold"), err)
+		}
+		h, err := tx.Confirm(ctx, booking)
+		if err != nil || h.Status != flight.HoldSold {
+			return errors.Join(fmt.Errorf("confirm: %+v", h), err)
+		}
+		return nil
+	})
+	testenv.Fatal(t, "transaction", err)
+	if c := audit(t, inv, f); c.Sold != 3 || c.Held != 0 {
+		t.Errorf("counts %+v, want 3 sold", c)
+	}
 }
