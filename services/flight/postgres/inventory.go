@@ -471,7 +471,6 @@ func (inv *Inventory) Audit(ctx context.Context, flightID int64) (flight.Audit, 
 // holdSet is recorded holds by booking id.
 type holdSet map[string]flight.Hold
 
-
 func holdsOf(ctx context.Context, q querier, bookingIDs []string) (holdSet, error) {
 	hs := holdSet{}
 	if len(bookingIDs) == 0 {
