@@ -3,30 +3,33 @@ package booking
 import "sync"
 
 // Changes tells the requests of this process that wait on a booking (Prefer: wait) that it
-// has changed, so they read it at once instead of on their next poll. It only knows the
-// changes made in this process: a waiter must still poll for the ones another replica commits.
+// has changed. A change this process committed comes with the booking as committed, so the
+// request answers without reading it back; one another replica made (Wake) makes the request
+// read it at once instead of on its next poll. Changes only knows what it is told: a waiter
+// must still poll for a change whose wake-up never came.
 //
 // The zero value is ready to use, and a nil *Changes watches and publishes nothing, so a
 // process without waiters need not build one. A Publish with nobody watching the booking costs
 // one map lookup under a mutex.
 type Changes struct {
 	mu       sync.Mutex
-	watchers map[string][]chan struct{} // by booking id; a key is deleted with its last watcher
+	watchers map[string][]chan Booking // by booking id; a key is deleted with its last watcher
 }
 
-// Watch returns a channel that receives when Publish is called for bookingID, and stop, which
-// the watcher must call when it no longer waits (it frees the entry; calling it twice is
-// harmless). The channel holds one wake-up, so a publish is not lost while the watcher is busy
-// reading the booking; several publishes before it reads again make one wake-up. Watch before
-// reading the booking: a change published between the read and the Watch would be missed.
-func (c *Changes) Watch(bookingID string) (changed <-chan struct{}, stop func()) {
+// Watch returns a channel that receives when the booking changes, and stop, which the watcher
+// must call when it no longer waits (it frees the entry; calling it twice is harmless). What
+// it receives is the booking as committed (Publish), or a Booking with only its ID set, to be
+// read (Wake). The channel holds one wake-up, so none is lost while the watcher is busy; a
+// later one replaces one not yet received. Watch before reading the booking: a change
+// published between the read and the Watch would be missed.
+func (c *Changes) Watch(bookingID string) (changed <-chan Booking, stop func()) {
 	if c == nil {
 		return nil, func() {} // a nil channel never receives: the watcher falls back to polling
 	}
-	ch := make(chan struct{}, 1)
+	ch := make(chan Booking, 1)
 	c.mu.Lock()
 	if c.watchers == nil {
-		c.watchers = make(map[string][]chan struct{})
+		c.watchers = make(map[string][]chan Booking)
 	}
 	c.watchers[bookingID] = append(c.watchers[bookingID], ch)
 	c.mu.Unlock()
@@ -34,7 +37,7 @@ func (c *Changes) Watch(bookingID string) (changed <-chan struct{}, stop func())
 	return ch, func() { once.Do(func() { c.unwatch(bookingID, ch) }) }
 }
 
-func (c *Changes) unwatch(bookingID string, ch chan struct{}) {
+func (c *Changes) unwatch(bookingID string, ch chan Booking) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ws := c.watchers[bookingID]
@@ -51,9 +54,14 @@ func (c *Changes) unwatch(bookingID string, ch chan struct{}) {
 	c.watchers[bookingID] = ws
 }
 
-// Publish wakes every watcher of bookingID. Call it after the transaction that changed the
-// booking has committed, so the woken watcher reads the change.
-func (c *Changes) Publish(bookingID string) {
+// Publish wakes every watcher of b with b. Call it once the transaction that changed b has
+// committed.
+func (c *Changes) Publish(b Booking) { c.send(b.ID, b) }
+
+// Wake wakes every watcher of bookingID to read it: for a change made by another process.
+func (c *Changes) Wake(bookingID string) { c.send(bookingID, Booking{ID: bookingID}) }
+
+func (c *Changes) send(bookingID string, b Booking) {
 	if c == nil {
 		return
 	}
@@ -61,8 +69,15 @@ func (c *Changes) Publish(bookingID string) {
 	defer c.mu.Unlock()
 	for _, ch := range c.watchers[bookingID] {
 		select {
-		case ch <- struct{}{}:
-		default: // a wake-up is already waiting to be read
+		case ch <- b:
+		default:
+			// The watcher has not received the last one yet: this one replaces it. Senders
+			// hold the mutex, so once emptied the channel has room.
+			select {
+			case <-ch:
+			default:
+			}
+			ch <- b
 		}
 	}
 }

@@ -6,38 +6,47 @@ import (
 	"testing"
 )
 
-// woken reports whether ch holds a wake-up, without waiting: Publish sends before it returns.
-func woken(ch <-chan struct{}) bool {
+// woken returns the wake-up ch holds, without waiting (Publish and Wake send before they
+// return), and whether it held one.
+func woken(ch <-chan Booking) (Booking, bool) {
 	select {
-	case <-ch:
-		return true
+	case b := <-ch:
+		return b, true
 	default:
-		return false
+		return Booking{}, false
 	}
 }
 
 func TestChanges(t *testing.T) {
 	t.Parallel()
 	var c Changes
-	c.Publish("nobody") // no watcher: nothing to do, nothing kept
+	c.Publish(Booking{ID: "nobody"}) // no watcher: nothing to do, nothing kept
 	a1, stopA1 := c.Watch("a")
 	a2, stopA2 := c.Watch("a")
 	b, stopB := c.Watch("b")
 
-	c.Publish("a")
-	c.Publish("a") // folds into the wake-up not yet read
-	if !woken(a1) || !woken(a2) || woken(b) {
-		t.Fatal("publishing a must wake both watchers of a and not b")
+	c.Wake("a")
+	c.Publish(Booking{ID: "a", Status: Held, Version: 2}) // replaces the wake-up not yet read
+	for _, ch := range []<-chan Booking{a1, a2} {
+		if got, ok := woken(ch); !ok || got.Status != Held || got.Version != 2 {
+			t.Fatalf("a watcher of a received %+v, %v; want the booking published last", got, ok)
+		}
 	}
-	if woken(a1) {
-		t.Fatal("two publishes before a read must make one wake-up")
+	if _, ok := woken(b); ok {
+		t.Fatal("publishing a woke the watcher of b")
+	}
+	if _, ok := woken(a1); ok {
+		t.Fatal("two wake-ups before a read must make one")
 	}
 
 	stopA1()
 	stopA1() // harmless twice
-	c.Publish("a")
-	if woken(a1) || !woken(a2) {
-		t.Fatal("a stopped watcher must not be woken, the other one must")
+	c.Wake("a")
+	if _, ok := woken(a1); ok {
+		t.Fatal("a stopped watcher was woken")
+	}
+	if got, ok := woken(a2); !ok || got != (Booking{ID: "a"}) {
+		t.Fatalf("a wake-up to read the booking: %+v, %v; want only its id", got, ok)
 	}
 	stopA2()
 	stopB()
@@ -47,7 +56,8 @@ func TestChanges(t *testing.T) {
 
 	var none *Changes // a process without waiters
 	ch, stop := none.Watch("a")
-	none.Publish("a")
+	none.Publish(Booking{ID: "a"})
+	none.Wake("a")
 	stop()
 	if ch != nil {
 		t.Fatal("a nil Changes must return a channel that never receives")
@@ -80,8 +90,8 @@ func TestChangesConcurrently(t *testing.T) {
 	var publishers sync.WaitGroup
 	for i := range bookings {
 		publishers.Go(func() {
-			c.Publish(fmt.Sprintf("b%d", i))
-			c.Publish("nobody")
+			c.Publish(Booking{ID: fmt.Sprintf("b%d", i)})
+			c.Wake("nobody")
 		})
 	}
 	publishers.Wait()

@@ -429,7 +429,7 @@ func TestPreferWaitWakes(t *testing.T) {
 			// The request watches just after its commit, which cannot be seen from here: publish
 			// until it answers, as a publish before the watch wakes nobody.
 			for {
-				changes.Publish(id)
+				changes.Wake(id)
 				select {
 				case <-answered:
 					return
@@ -441,6 +441,44 @@ func TestPreferWaitWakes(t *testing.T) {
 		close(answered)
 		if r.code != 200 || r.json(t)["status"] != "HELD" {
 			t.Fatalf("wait for HELD with a one-hour poll: %d %s", r.code, r.body)
+		}
+	})
+}
+
+// TestPreferWaitTakesThePublishedBooking: a change this process committed comes with the
+// booking, and the waiting request answers with it instead of reading it back. The booking
+// published here was never written, so only an answer taken from the publish says HELD.
+func TestPreferWaitTakesThePublishedBooking(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, kind string) {
+		changes := &booking.Changes{}
+		e := newEnvWith(t, kind, func(d *api.Deps) { d.Changes, d.PollEvery = changes, time.Hour })
+		answered := make(chan struct{})
+		go func() {
+			var id string
+			for e.db.QueryRow(`SELECT id FROM bookings WHERE user_id = 'alice'`).Scan(&id) != nil {
+				select {
+				case <-answered:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			for { // until the request watches; see TestPreferWaitWakes
+				changes.Publish(booking.Booking{ID: id, UserID: "alice", FlightID: 7, Seats: 2, Status: booking.Held, Version: 2})
+				select {
+				case <-answered:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
+		r := e.do("POST", "/api/v1/bookings", "alice", `{"flight_id": 7, "seats": 2}`, "Prefer", "wait=5")
+		close(answered)
+		if r.code != 200 || r.json(t)["status"] != "HELD" || r.json(t)["version"] != 2.0 {
+			t.Fatalf("wait with the booking published: %d %s", r.code, r.body)
+		}
+		if got := e.do("GET", "/api/v1/bookings/"+r.json(t)["id"].(string), "alice", nil).json(t)["status"]; got != "PENDING" {
+			t.Fatalf("the stored booking is %v; the test means to publish a change that was not written", got)
 		}
 	})
 }

@@ -60,9 +60,12 @@ func TestHandlersOnEveryStore(t *testing.T) {
 			testenv.Fatal(t, "seats held", deliver(bookingmessaging.RouteHeld, held, "reply-1"))
 			// The handler publishes before it returns, and only when it changed the booking.
 			select {
-			case <-changed:
+			case got := <-changed:
 				if i > 0 {
 					t.Fatal("a redelivered reply published a change")
+				}
+				if got.Status != booking.Held || got.Version != 2 || got.Total != 10000 {
+					t.Fatalf("SeatsHeld published %+v, want the booking as committed", got)
 				}
 			default:
 				if i == 0 {

@@ -253,7 +253,7 @@ func (h *Handlers) applyBatch(ctx context.Context, replies []reply) error {
 	for _, a := range changed {
 		c := a.change
 		h.log.Info("booking changed", "booking_id", a.bookingID, "from", c.From, "to", c.Booking.Status, "cause", c.Cause, "msg_id", a.d.ID)
-		h.changes.Publish(a.bookingID) // committed: a woken request reads the change
+		h.changes.Publish(c.Booking) // committed: a waiting request answers with it
 	}
 	return nil
 }

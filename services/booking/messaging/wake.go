@@ -22,7 +22,7 @@ func WakeOnEvents(nc *nats.Conn, topo events.Topology, changes *booking.Changes)
 	subject := topo.Subject("booking.events.*")
 	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		if id := m.Header.Get(events.HeaderSubject); id != "" {
-			changes.Publish(id)
+			changes.Wake(id)
 		}
 	})
 	if err != nil {
