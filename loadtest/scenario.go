@@ -105,7 +105,7 @@ func (r *runner) saga(ctx context.Context, w *worker) {
 		return
 	}
 	paid := time.Now()
-	c, err := r.pay(ctx, w, b)
+	c, err := r.pay(ctx, w.token, b)
 	if err != nil {
 		return
 	}
@@ -135,14 +135,15 @@ func (r *runner) mixed(ctx context.Context, w *worker) {
 		if !ok {
 			break // nothing to pay or cancel yet: search instead
 		}
+		// The booking is any worker's, and only its owner may pay for it or cancel it.
 		held := Booking{ID: b.id, Status: b.status, Total: b.total, Currency: b.currency}
 		if act == actPay {
 			start := time.Now()
-			if c, err := r.pay(ctx, w, held); err == nil && c.Status == StatusConfirmed {
+			if c, err := r.pay(ctx, b.token, held); err == nil && c.Status == StatusConfirmed {
 				r.rec.Saga(sagaPayToConfirmed, time.Since(start))
 			}
 		} else {
-			_ = r.cancel(ctx, w, held)
+			_ = r.cancel(ctx, b.token, held)
 		}
 		return
 	}
@@ -250,12 +251,12 @@ func (r *runner) awaitChange(ctx context.Context, w *worker, b Booking) (Booking
 }
 
 // pay pays a HELD booking's total with the gateway's succeeding test card.
-func (r *runner) pay(ctx context.Context, w *worker, b Booking) (Booking, error) {
+func (r *runner) pay(ctx context.Context, token string, b Booking) (Booking, error) {
 	header := map[string]string{headerIdempotencyKey: uuid.NewString()}
 	var out Booking
 	err := retry(ctx, r.cfg.RetryFor, false, func() error {
 		_, err := r.c.do(ctx, request{
-			endpoint: epPay, method: http.MethodPost, url: r.cfg.BookingURL + paymentsPath(b.ID), token: w.token,
+			endpoint: epPay, method: http.MethodPost, url: r.cfg.BookingURL + paymentsPath(b.ID), token: token,
 			header: header, in: paymentRequest{Amount: b.Total, Currency: b.Currency, CardToken: cardSuccess}, out: &out,
 		})
 		return err
@@ -266,7 +267,7 @@ func (r *runner) pay(ctx context.Context, w *worker, b Booking) (Booking, error)
 	if out.ID != b.ID || out.Status == "" {
 		// The payment answered with a payment, not the booking: read the booking itself.
 		out = Booking{}
-		if _, err := r.c.do(ctx, request{endpoint: epBooking, method: http.MethodGet, url: r.cfg.BookingURL + bookingPath(b.ID), token: w.token, out: &out}); err != nil {
+		if _, err := r.c.do(ctx, request{endpoint: epBooking, method: http.MethodGet, url: r.cfg.BookingURL + bookingPath(b.ID), token: token, out: &out}); err != nil {
 			return Booking{}, err
 		}
 	}
@@ -275,12 +276,12 @@ func (r *runner) pay(ctx context.Context, w *worker, b Booking) (Booking, error)
 }
 
 // cancel cancels a booking.
-func (r *runner) cancel(ctx context.Context, w *worker, b Booking) error {
+func (r *runner) cancel(ctx context.Context, token string, b Booking) error {
 	header := map[string]string{headerIdempotencyKey: uuid.NewString()}
 	var out Booking
 	err := retry(ctx, r.cfg.RetryFor, false, func() error {
 		_, err := r.c.do(ctx, request{
-			endpoint: epCancel, method: http.MethodPost, url: r.cfg.BookingURL + cancelPath(b.ID), token: w.token,
+			endpoint: epCancel, method: http.MethodPost, url: r.cfg.BookingURL + cancelPath(b.ID), token: token,
 			header: header, out: &out,
 		})
 		return err
