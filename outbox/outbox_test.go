@@ -10,11 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flightbook/flightbook/migrate"
 	"github.com/flightbook/flightbook/testenv"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pressly/goose/v3"
 )
 
 func TestRelayConfigDefaultsMatchTags(t *testing.T) {
@@ -656,4 +661,70 @@ func TestRepublish(t *testing.T) {
 		}
 		checkOnceInOrder(t, b.storedMessages(t), 270)
 	})
+}
+
+// TestPostgresClaimEndsOnItsConnection: a PostgreSQL claim ends its transaction itself, the
+// mark going with its COMMIT, and hands its connection back to the pool idle, whether it is
+// marked published or rolled back. A connection handed back inside a transaction would be
+// closed by the pool, and one not handed back would be lost to it.
+func TestPostgresClaimEndsOnItsConnection(t *testing.T) {
+	t.Parallel()
+	// A connection not handed back makes the next claim wait for one until ctx ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, testenv.Postgres(t)+"&pool_max_conns=1")
+	testenv.Fatal(t, "pool", err)
+	t.Cleanup(func() {
+		if pool.Stat().AcquiredConns() == 0 { // Close would wait for a lost connection forever
+			pool.Close()
+		}
+	})
+	db := stdlib.OpenDBFromPool(pool)
+	fsys := migrationFS(t, "../services/flight/postgres/migrations", "00003_outbox.sql")
+	testenv.Fatal(t, "migrate", migrate.Up(ctx, goose.DialectPostgres, db, fsys, quietLog()))
+	testenv.Fatal(t, "close migration db", db.Close())
+	s := postgresStore{pool: pool}
+	add := func() {
+		t.Helper()
+		testenv.Fatal(t, "add", pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			return AddPostgres(ctx, tx, events("claims", "a", 0, 1)...)
+		}))
+	}
+	unpublished := func() int {
+		t.Helper()
+		if n := pool.Stat().AcquiredConns(); n != 0 {
+			t.Fatalf("%d connections not handed back", n)
+		}
+		var n int
+		testenv.Fatal(t, "count", pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n))
+		return n
+	}
+	for i := range 10 {
+		add()
+		c, err := s.claim(ctx, 0, 10)
+		testenv.Fatal(t, "claim", err)
+		if len(c.claimed()) != 1 {
+			t.Fatalf("round %d: claimed %d rows, want 1", i, len(c.claimed()))
+		}
+		if i%2 == 0 {
+			c.rollback()
+			if n := unpublished(); n != 1 {
+				t.Fatalf("round %d: %d rows unpublished after a rollback, want 1", i, n)
+			}
+			c, err = s.claim(ctx, 0, 10)
+			testenv.Fatal(t, "claim again", err)
+		}
+		testenv.Fatal(t, "mark", c.markPublished(ctx))
+		if n := unpublished(); n != 0 {
+			t.Fatalf("round %d: %d rows unpublished after the mark, want 0", i, n)
+		}
+	}
+	// Nothing to claim: the claim rolls back and hands the connection back.
+	c, err := s.claim(ctx, 0, 10)
+	testenv.Fatal(t, "empty claim", err)
+	c.rollback()
+	// The migration opened the pool's first connection.
+	if st := pool.Stat(); st.AcquiredConns() != 0 || st.NewConnsCount() != 1 {
+		t.Errorf("pool: %d connections acquired, %d opened; want 0 and 1", st.AcquiredConns(), st.NewConnsCount())
+	}
 }

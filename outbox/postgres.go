@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -102,8 +103,10 @@ type postgresStore struct {
 	pool *pgxpool.Pool
 }
 
-// postgresClaim is a batch locked by an open transaction.
+// postgresClaim is a batch locked by an open transaction on a connection of its own, which
+// goes back to the pool once the transaction ends (markPublished or rollback).
 type postgresClaim struct {
+	conn *pgxpool.Conn
 	tx   pgx.Tx
 	rows []row
 }
@@ -115,14 +118,18 @@ func (s postgresStore) claim(ctx context.Context, after int64, limit int) (claim
 	// in id order and stopping after limit rows is always the right plan for this query, so
 	// sorting is switched off for this transaction. BEGIN, the setting and the claim go in one
 	// round trip.
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
 	var q pgx.Batch
 	q.BeginTx(pgx.TxOptions{})
 	q.Queue("SET LOCAL enable_sort = off")
 	q.Queue(`SELECT id, msg_id, subject, headers, payload FROM outbox
 		WHERE published_at IS NULL AND id > $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, after, limit)
-	br := s.pool.SendBatch(ctx, &q)
-	c := &postgresClaim{tx: br.Tx()}
-	_, err := br.Exec() // BEGIN
+	br := conn.SendBatch(ctx, &q)
+	c := &postgresClaim{conn: conn, tx: br.Tx()}
+	_, err = br.Exec() // BEGIN
 	if err == nil {
 		_, err = br.Exec()
 	}
@@ -137,9 +144,7 @@ func (s postgresStore) claim(ctx context.Context, after int64, limit int) (claim
 		err = cerr
 	}
 	if err != nil {
-		if c.tx != nil {
-			rollbackPostgres(c.tx)
-		}
+		c.rollback()
 		return nil, fmt.Errorf("claim: %w", err)
 	}
 	return c, nil
@@ -163,22 +168,32 @@ func rollbackPostgres(tx pgx.Tx) {
 
 func (c *postgresClaim) claimed() []row { return c.rows }
 
+// markPublished sends the mark and COMMIT in one round trip. The transaction ends here, not
+// through c.tx, which is left behind with the connection.
 func (c *postgresClaim) markPublished(ctx context.Context) error {
+	defer c.conn.Release()
 	ids := make([]int64, len(c.rows))
 	for i, r := range c.rows {
 		ids[i] = r.id
 	}
-	if _, err := c.tx.Exec(ctx, "UPDATE outbox SET published_at = now() WHERE id = ANY($1)", ids); err != nil {
+	var b pgx.Batch
+	b.Queue("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", ids)
+	var tag pgconn.CommandTag
+	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	if err := c.conn.SendBatch(ctx, &b).Close(); err != nil {
 		rollbackPostgres(c.tx)
 		return fmt.Errorf("mark published: %w", err)
 	}
-	if err := c.tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	if tag.String() != "COMMIT" {
+		return fmt.Errorf("mark published: %w", pgx.ErrTxCommitRollback)
 	}
 	return nil
 }
 
-func (c *postgresClaim) rollback() { rollbackPostgres(c.tx) }
+func (c *postgresClaim) rollback() {
+	rollbackPostgres(c.tx)
+	c.conn.Release()
+}
 
 func (s postgresStore) stats(ctx context.Context) (int64, time.Duration, error) {
 	var pending, lagMicros int64
