@@ -292,17 +292,42 @@ func holdsArgs(hs []flight.Hold) []any {
 // booking with no hold leaves a tombstone so that a hold arriving later is refused. Releasing
 // twice changes nothing the second time. The returned hold's Seats is what was given back by
 // the release that took effect (0 for a tombstone or a rejected hold).
+//
+// A booking that has a hold is released in two round trips: its flight's lock and the hold
+// read under it, then the seats given back and the hold marked released.
 func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string, flightID int64) (flight.Hold, error) {
-	if known, ok, err := lockHoldFlight(ctx, tx, bookingID); err != nil {
-		return flight.Hold{}, fmt.Errorf("release %s: %w", bookingID, err)
-	} else if ok {
-		flightID = known
-	} else if err := lockFlight(ctx, tx, flightID); err != nil {
-		return flight.Hold{}, fmt.Errorf("release %s: %w", bookingID, err)
+	var (
+		b      pgx.Batch
+		locked bool
+		h      flight.Hold
+		ok     bool
+	)
+	b.Queue(lockHoldFlightQuery, bookingID).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&flightID, nil)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		locked = err == nil
+		return err
+	})
+	b.Queue(getHoldQuery, bookingID).Query(func(rows pgx.Rows) (err error) {
+		h, ok, err = oneHold(rows, nil)
+		return err
+	})
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return flight.Hold{}, fmt.Errorf("release %s: lock the flight of the hold: %w", bookingID, err)
 	}
-	h, ok, err := getHold(ctx, tx, bookingID)
-	if err != nil {
-		return flight.Hold{}, fmt.Errorf("release %s: %w", bookingID, err)
+	if !locked {
+		// No hold when the flight's lock was sought, so none was taken, and a hold the read
+		// found after that was not read under its flight's lock: lock the flight named and
+		// read again.
+		if err := lockFlight(ctx, tx, flightID); err != nil {
+			return flight.Hold{}, fmt.Errorf("release %s: %w", bookingID, err)
+		}
+		var err error
+		if h, ok, err = getHold(ctx, tx, bookingID); err != nil {
+			return flight.Hold{}, fmt.Errorf("release %s: %w", bookingID, err)
+		}
 	}
 	if !ok {
 		tomb := flight.Hold{BookingID: bookingID, FlightID: flightID, Status: flight.HoldReleased,
@@ -330,14 +355,14 @@ func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string
 	default: // already released
 		return h, nil
 	}
-	if _, err := tx.Exec(ctx, `
+	b = pgx.Batch{}
+	b.Queue(`
 		UPDATE flights SET available_seats = available_seats + $2, `+column+` = `+column+` - $2,
 		       version = version + 1, updated_at = now()
-		WHERE id = $1`, h.FlightID, h.Seats); err != nil {
+		WHERE id = $1`, h.FlightID, h.Seats).Exec(func(pgconn.CommandTag) error { return nil })
+	b.Queue(setHoldStatusQuery, bookingID, string(flight.HoldReleased)).Exec(func(pgconn.CommandTag) error { return nil })
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return flight.Hold{}, fmt.Errorf("release %s: return %d seats to flight %d: %w", bookingID, h.Seats, h.FlightID, err)
-	}
-	if err := setHoldStatus(ctx, tx, bookingID, flight.HoldReleased); err != nil {
-		return flight.Hold{}, fmt.Errorf("release %s: %w", bookingID, err)
 	}
 	h.Status = flight.HoldReleased
 	return h, nil
@@ -526,12 +551,14 @@ func scanHold(row pgx.CollectableRow) (flight.Hold, error) {
 }
 
 func getHold(ctx context.Context, q querier, bookingID string) (flight.Hold, bool, error) {
-	h, ok, err := oneHold(q.Query(ctx, `SELECT `+holdColumns+` FROM holds WHERE booking_id = $1 FOR UPDATE`, bookingID))
+	h, ok, err := oneHold(q.Query(ctx, getHoldQuery, bookingID))
 	if err != nil {
 		return flight.Hold{}, false, fmt.Errorf("read hold: %w", err)
 	}
 	return h, ok, nil
 }
+
+const getHoldQuery = `SELECT ` + holdColumns + ` FROM holds WHERE booking_id = $1 FOR UPDATE`
 
 // oneHold reads the one hold a query returned; ok is false when it returned none.
 func oneHold(rows pgx.Rows, err error) (flight.Hold, bool, error) {
@@ -587,9 +614,4 @@ func insertHold(ctx context.Context, tx pgx.Tx, h flight.Hold) (bool, error) {
 	return tag.RowsAffected() == 1, nil
 }
 
-func setHoldStatus(ctx context.Context, tx pgx.Tx, bookingID string, s flight.HoldStatus) error {
-	if _, err := tx.Exec(ctx, `UPDATE holds SET status = $2, updated_at = now() WHERE booking_id = $1`, bookingID, string(s)); err != nil {
-		return fmt.Errorf("set hold %s: %w", s, err)
-	}
-	return nil
-}
+const setHoldStatusQuery = `UPDATE holds SET status = $2, updated_at = now() WHERE booking_id = $1`

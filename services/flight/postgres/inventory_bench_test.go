@@ -124,11 +124,12 @@ func BenchmarkHoldBatch(b *testing.B) {
 }
 
 // BenchmarkSagaTx is one saga handler's transaction as the flight service runs it for a lone
-// message, one after another: claim the message, hold one seat, queue the reply, commit. It
+// message, one after another: claim the message, hold one seat (or confirm or release a
+// held one), queue the reply, commit. It
 // reports the round trips to PostgreSQL each took, counted by a pgx tracer, which unlike the
 // time per transaction does not depend on how busy the machine is.
 func BenchmarkSagaTx(b *testing.B) {
-	for _, op := range []string{"hold", "confirm"} {
+	for _, op := range []string{"hold", "confirm", "release"} {
 		b.Run(op, func(b *testing.B) {
 			ctx := context.Background()
 			cfg := newInventoryTestDB(b).Config()
@@ -164,17 +165,25 @@ func BenchmarkSagaTx(b *testing.B) {
 					return tx.Queue(ctx, reply(booking))
 				})
 			}
+			release := func(booking string) error {
+				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+					if _, err := tx.ClaimAll(ctx, "flight.seat-release", []string{uuid.NewString()}); err != nil {
+						return err
+					}
+					if _, err := tx.Release(ctx, booking, f); err != nil {
+						return err
+					}
+					return tx.Queue(ctx, reply(booking))
+				})
+			}
 			bookings := make([]string, b.N+1)
 			for i := range bookings {
 				bookings[i] = uuid.NewString()
-				if op == "confirm" {
+				if op != "hold" {
 					testenv.Fatal(b, "hold", hold(bookings[i]))
 				}
 			}
-			run := hold
-			if op == "confirm" {
-				run = confirm
-			}
+			run := map[string]func(string) error{"hold": hold, "confirm": confirm, "release": release}[op]
 			// The first transaction prepares the statements, which later ones reuse.
 			testenv.Fatal(b, op, run(bookings[b.N]))
 			trips.n.Store(0)
