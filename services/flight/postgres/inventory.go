@@ -575,21 +575,9 @@ func oneHold(rows pgx.Rows, err error) (flight.Hold, bool, error) {
 	return h, true, nil
 }
 
-// lockHoldFlight locks the flight of a booking's hold and returns its id; ok is false when
-// the booking has no hold. One statement instead of a read and a lock. A hold whose flight is
+// lockHoldFlightQuery locks the flight of a booking's hold and returns its id, and no row when
+// the booking has no hold: one statement instead of a read and a lock. A hold whose flight is
 // gone locks nothing, as lockFlight does.
-func lockHoldFlight(ctx context.Context, tx pgx.Tx, bookingID string) (int64, bool, error) {
-	var id int64
-	err := tx.QueryRow(ctx, lockHoldFlightQuery, bookingID).Scan(&id, nil)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("lock the flight of the hold: %w", err)
-	}
-	return id, true, nil
-}
-
 const lockHoldFlightQuery = `
 		SELECT h.flight_id, (SELECT true FROM flights f WHERE f.id = h.flight_id FOR UPDATE)
 		FROM holds h WHERE h.booking_id = $1`
