@@ -407,38 +407,15 @@ func TestPreferWait(t *testing.T) {
 	})
 }
 
-// TestPreferWaitWakes holds the booking and publishes the change as the reply handler of the
-// same process does: with a fallback poll of an hour, only the publish can make the request
-// answer HELD within its 5 s wait.
+// TestPreferWaitWakes holds the booking and wakes the request as another replica's event
+// does: with a fallback poll of an hour, only the wake-up can make the request read the
+// booking and answer HELD within its 5 s wait.
 func TestPreferWaitWakes(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, kind string) {
 		changes := &booking.Changes{}
 		e := newEnvWith(t, kind, func(d *api.Deps) { d.Changes, d.PollEvery = changes, time.Hour })
-		answered := make(chan struct{})
-		go func() {
-			var id string
-			for e.db.QueryRow(`SELECT id FROM bookings WHERE user_id = 'alice'`).Scan(&id) != nil {
-				select {
-				case <-answered:
-					return
-				case <-time.After(5 * time.Millisecond):
-				}
-			}
-			e.hold(id)
-			// The request watches just after its commit, which cannot be seen from here: publish
-			// until it answers, as a publish before the watch wakes nobody.
-			for {
-				changes.Wake(id)
-				select {
-				case <-answered:
-					return
-				case <-time.After(5 * time.Millisecond):
-				}
-			}
-		}()
-		r := e.do("POST", "/api/v1/bookings", "alice", `{"flight_id": 7, "seats": 2}`, "Prefer", "wait=5")
-		close(answered)
+		r := e.postWaking(func(id string) { e.hold(id) }, changes.Wake)
 		if r.code != 200 || r.json(t)["status"] != "HELD" {
 			t.Fatalf("wait for HELD with a one-hour poll: %d %s", r.code, r.body)
 		}
@@ -453,27 +430,9 @@ func TestPreferWaitTakesThePublishedBooking(t *testing.T) {
 	eachStore(t, func(t *testing.T, kind string) {
 		changes := &booking.Changes{}
 		e := newEnvWith(t, kind, func(d *api.Deps) { d.Changes, d.PollEvery = changes, time.Hour })
-		answered := make(chan struct{})
-		go func() {
-			var id string
-			for e.db.QueryRow(`SELECT id FROM bookings WHERE user_id = 'alice'`).Scan(&id) != nil {
-				select {
-				case <-answered:
-					return
-				case <-time.After(5 * time.Millisecond):
-				}
-			}
-			for { // until the request watches; see TestPreferWaitWakes
-				changes.Publish(booking.Booking{ID: id, UserID: "alice", FlightID: 7, Seats: 2, Status: booking.Held, Version: 2})
-				select {
-				case <-answered:
-					return
-				case <-time.After(5 * time.Millisecond):
-				}
-			}
-		}()
-		r := e.do("POST", "/api/v1/bookings", "alice", `{"flight_id": 7, "seats": 2}`, "Prefer", "wait=5")
-		close(answered)
+		r := e.postWaking(func(string) {}, func(id string) {
+			changes.Publish(booking.Booking{ID: id, UserID: "alice", FlightID: 7, Seats: 2, Status: booking.Held, Version: 2})
+		})
 		if r.code != 200 || r.json(t)["status"] != "HELD" || r.json(t)["version"] != 2.0 {
 			t.Fatalf("wait with the booking published: %d %s", r.code, r.body)
 		}
@@ -481,6 +440,35 @@ func TestPreferWaitTakesThePublishedBooking(t *testing.T) {
 			t.Fatalf("the stored booking is %v; the test means to publish a change that was not written", got)
 		}
 	})
+}
+
+// postWaking POSTs alice's booking with Prefer: wait=5 and, once the booking is written,
+// calls change once and then wake every 5 ms until the request has answered: the request
+// watches just after its commit, which cannot be seen from here, and a wake-up before the
+// watch wakes nobody.
+func (e *env) postWaking(change, wake func(id string)) resp {
+	answered := make(chan struct{})
+	go func() {
+		var id string
+		for e.db.QueryRow(`SELECT id FROM bookings WHERE user_id = 'alice'`).Scan(&id) != nil {
+			select {
+			case <-answered:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		change(id)
+		for {
+			wake(id)
+			select {
+			case <-answered:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	defer close(answered)
+	return e.do("POST", "/api/v1/bookings", "alice", `{"flight_id": 7, "seats": 2}`, "Prefer", "wait=5")
 }
 
 // TestSagaThenPay drives the saga as the consumers will (SeatsHeld and SeatHoldRejected

@@ -310,10 +310,7 @@ func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string
 		locked = err == nil
 		return err
 	})
-	b.Queue(getHoldQuery, bookingID).Query(func(rows pgx.Rows) (err error) {
-		h, ok, err = oneHold(rows, nil)
-		return err
-	})
+	queueOneHold(&b, getHoldQuery, bookingID, &h, &ok)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return flight.Hold{}, fmt.Errorf("release %s: lock the flight of the hold: %w", bookingID, err)
 	}
@@ -384,10 +381,7 @@ func (inv *Inventory) ConfirmTx(ctx context.Context, tx pgx.Tx, bookingID string
 		ok bool
 	)
 	b.Queue(lockHoldFlightQuery, bookingID).Exec(func(pgconn.CommandTag) error { return nil })
-	b.Queue(sellHoldQuery, bookingID).Query(func(rows pgx.Rows) (err error) {
-		h, ok, err = oneHold(rows, nil)
-		return err
-	})
+	queueOneHold(&b, sellHoldQuery, bookingID, &h, &ok)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return flight.Hold{}, fmt.Errorf("confirm %s: sell hold: %w", bookingID, err)
 	}
@@ -559,6 +553,15 @@ func getHold(ctx context.Context, q querier, bookingID string) (flight.Hold, boo
 }
 
 const getHoldQuery = `SELECT ` + holdColumns + ` FROM holds WHERE booking_id = $1 FOR UPDATE`
+
+// queueOneHold queues query, with bookingID as its argument, in b; once b is sent, h holds
+// the one hold it returned and ok says whether it returned one.
+func queueOneHold(b *pgx.Batch, query, bookingID string, h *flight.Hold, ok *bool) {
+	b.Queue(query, bookingID).Query(func(rows pgx.Rows) (err error) {
+		*h, *ok, err = oneHold(rows, nil)
+		return err
+	})
+}
 
 // oneHold reads the one hold a query returned; ok is false when it returned none.
 func oneHold(rows pgx.Rows, err error) (flight.Hold, bool, error) {

@@ -143,39 +143,32 @@ func BenchmarkSagaTx(b *testing.B) {
 			reply := func(id string) outbox.Message {
 				return outbox.Message{ID: uuid.NewString(), Subject: "flight.saga.seats-held", Data: []byte(`{}`), AggregateID: id}
 			}
-			hold := func(booking string) error {
-				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
-					if _, err := tx.ClaimAll(ctx, "flight.seat-hold", []string{uuid.NewString()}); err != nil {
-						return err
-					}
-					if _, err := tx.HoldBatch(ctx, []flight.HoldRequest{{BookingID: booking, FlightID: f, Seats: 1}}); err != nil {
-						return err
-					}
-					return tx.Queue(ctx, reply(booking))
-				})
+			// tx claims a message for route, runs step for booking and queues its reply.
+			tx := func(route string, step func(tx *postgres.InventoryTx, booking string) error) func(string) error {
+				return func(booking string) error {
+					return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+						if _, err := tx.ClaimAll(ctx, route, []string{uuid.NewString()}); err != nil {
+							return err
+						}
+						if err := step(tx, booking); err != nil {
+							return err
+						}
+						return tx.Queue(ctx, reply(booking))
+					})
+				}
 			}
-			confirm := func(booking string) error {
-				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
-					if _, err := tx.ClaimAll(ctx, "flight.seats-confirm", []string{uuid.NewString()}); err != nil {
-						return err
-					}
-					if _, err := tx.Confirm(ctx, booking); err != nil {
-						return err
-					}
-					return tx.Queue(ctx, reply(booking))
-				})
-			}
-			release := func(booking string) error {
-				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
-					if _, err := tx.ClaimAll(ctx, "flight.seat-release", []string{uuid.NewString()}); err != nil {
-						return err
-					}
-					if _, err := tx.Release(ctx, booking, f); err != nil {
-						return err
-					}
-					return tx.Queue(ctx, reply(booking))
-				})
-			}
+			hold := tx("flight.seat-hold", func(tx *postgres.InventoryTx, booking string) error {
+				_, err := tx.HoldBatch(ctx, []flight.HoldRequest{{BookingID: booking, FlightID: f, Seats: 1}})
+				return err
+			})
+			confirm := tx("flight.seats-confirm", func(tx *postgres.InventoryTx, booking string) error {
+				_, err := tx.Confirm(ctx, booking)
+				return err
+			})
+			release := tx("flight.seat-release", func(tx *postgres.InventoryTx, booking string) error {
+				_, err := tx.Release(ctx, booking, f)
+				return err
+			})
 			bookings := make([]string, b.N+1)
 			for i := range bookings {
 				bookings[i] = uuid.NewString()
