@@ -24,7 +24,7 @@ import (
 // the server with the transaction's first statement, and a batch of holds' writes and the
 // outbox's rows with COMMIT. A batch of holds then takes three round trips where it took
 // seven, and holds its flights' row locks for one of them; a confirm takes three where it
-// took six (BenchmarkSagaTx). Each round trip costs the flight process and PostgreSQL a write,
+// took six, a release four where it took eight (BenchmarkSagaTx). Each round trip costs the flight process and PostgreSQL a write,
 // a read and a wake-up, which is most of what a short statement costs them here, and every
 // one under a flight's lock keeps that flight's other bookings waiting (docs/performance.md).
 type InventoryTx struct {
@@ -175,7 +175,11 @@ func (t *InventoryTx) claim(ctx context.Context, consumer string, msgIDs []strin
 		ON CONFLICT (consumer, msg_id) DO NOTHING
 		RETURNING msg_id`
 	if t.tx != nil {
-		rows, err := t.tx.Query(ctx, insert, consumer, msgIDs)
+		tx, err := t.begun(ctx) // sends the writes queued so far first
+		if err != nil {
+			return nil, err
+		}
+		rows, err := tx.Query(ctx, insert, consumer, msgIDs)
 		if err != nil {
 			return nil, err
 		}
