@@ -356,8 +356,8 @@ func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string
 	b.Queue(`
 		UPDATE flights SET available_seats = available_seats + $2, `+column+` = `+column+` - $2,
 		       version = version + 1, updated_at = now()
-		WHERE id = $1`, h.FlightID, h.Seats).Exec(func(pgconn.CommandTag) error { return nil })
-	b.Queue(setHoldStatusQuery, bookingID, string(flight.HoldReleased)).Exec(func(pgconn.CommandTag) error { return nil })
+		WHERE id = $1`, h.FlightID, h.Seats)
+	b.Queue(setHoldStatusQuery, bookingID, string(flight.HoldReleased))
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return flight.Hold{}, fmt.Errorf("release %s: return %d seats to flight %d: %w", bookingID, h.Seats, h.FlightID, err)
 	}
@@ -380,7 +380,7 @@ func (inv *Inventory) ConfirmTx(ctx context.Context, tx pgx.Tx, bookingID string
 		h  flight.Hold
 		ok bool
 	)
-	b.Queue(lockHoldFlightQuery, bookingID).Exec(func(pgconn.CommandTag) error { return nil })
+	b.Queue(lockHoldFlightQuery, bookingID)
 	queueOneHold(&b, sellHoldQuery, bookingID, &h, &ok)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return flight.Hold{}, fmt.Errorf("confirm %s: sell hold: %w", bookingID, err)

@@ -143,8 +143,8 @@ func BenchmarkSagaTx(b *testing.B) {
 			reply := func(id string) outbox.Message {
 				return outbox.Message{ID: uuid.NewString(), Subject: "flight.saga.seats-held", Data: []byte(`{}`), AggregateID: id}
 			}
-			// tx claims a message for route, runs step for booking and queues its reply.
-			tx := func(route string, step func(tx *postgres.InventoryTx, booking string) error) func(string) error {
+			// sagaTx claims a message for route, runs step for booking and queues its reply.
+			sagaTx := func(route string, step func(tx *postgres.InventoryTx, booking string) error) func(string) error {
 				return func(booking string) error {
 					return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
 						if _, err := tx.ClaimAll(ctx, route, []string{uuid.NewString()}); err != nil {
@@ -157,15 +157,15 @@ func BenchmarkSagaTx(b *testing.B) {
 					})
 				}
 			}
-			hold := tx("flight.seat-hold", func(tx *postgres.InventoryTx, booking string) error {
+			hold := sagaTx("flight.seat-hold", func(tx *postgres.InventoryTx, booking string) error {
 				_, err := tx.HoldBatch(ctx, []flight.HoldRequest{{BookingID: booking, FlightID: f, Seats: 1}})
 				return err
 			})
-			confirm := tx("flight.seats-confirm", func(tx *postgres.InventoryTx, booking string) error {
+			confirm := sagaTx("flight.seats-confirm", func(tx *postgres.InventoryTx, booking string) error {
 				_, err := tx.Confirm(ctx, booking)
 				return err
 			})
-			release := tx("flight.seat-release", func(tx *postgres.InventoryTx, booking string) error {
+			release := sagaTx("flight.seat-release", func(tx *postgres.InventoryTx, booking string) error {
 				_, err := tx.Release(ctx, booking, f)
 				return err
 			})
