@@ -416,3 +416,35 @@ func ExampleClaimPostgres() {
 	}
 	_ = handle // a consumer.Router would run it: r.Handle("seat-hold-requested", stream, subject, handle)
 }
+
+func TestClaimAllMySQLStatement(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		pairs     [][2]string
+		wantQuery string
+		wantArgs  []any
+		wantErr   bool
+	}{
+		{name: "one", pairs: [][2]string{{"c", "m1"}},
+			wantQuery: "INSERT IGNORE INTO inbox (consumer, msg_id) VALUES (?, ?)", wantArgs: []any{"c", "m1"}},
+		{name: "several, in order", pairs: [][2]string{{"c", "m1"}, {"d", "m2"}, {"c", "m3"}},
+			wantQuery: "INSERT IGNORE INTO inbox (consumer, msg_id) VALUES (?, ?), (?, ?), (?, ?)",
+			wantArgs:  []any{"c", "m1", "d", "m2", "c", "m3"}},
+		{name: "none", wantErr: true},
+		{name: "an invalid one among them", pairs: [][2]string{{"c", "m1"}, {"c", ""}}, wantErr: true},
+		{name: "a consumer too long", pairs: [][2]string{{strings.Repeat("c", 151), "m1"}}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q, args, err := inbox.ClaimAllMySQLStatement(tc.pairs...)
+			if tc.wantErr {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantQuery, q)
+			assert.Equal(t, tc.wantArgs, args)
+		})
+	}
+}

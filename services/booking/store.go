@@ -106,8 +106,11 @@ type Tx interface {
 	// false when the message was already processed; the handler then changes nothing.
 	ClaimMessage(ctx context.Context, consumer, msgID string) (first bool, err error)
 	// ClaimMessages is ClaimMessage for several messages at once, answering for each in order;
-	// a message listed twice is first only the first time.
-	ClaimMessages(ctx context.Context, msgs []Message) (first []bool, err error)
+	// a message listed twice is first only the first time. It then takes the row locks of the
+	// bookings lock, as Lock does, in the same step: an adapter may send the claims and the
+	// locks together. Name every booking the messages are about, since which messages are
+	// first is not known until the claims have run.
+	ClaimMessages(ctx context.Context, msgs []Message, lock []string) (first []bool, err error)
 	// Lock takes the row locks of the bookings ids at once, in id order, for the Apply calls
 	// that follow: an adapter may then read each booking only once. Ids of bookings that do
 	// not exist are ignored (Apply reports them).

@@ -209,29 +209,28 @@ func (h *Handlers) applyBatch(ctx context.Context, replies []reply) error {
 	var changed []applied
 	err := h.store.InTx(ctx, func(tx booking.Tx) error {
 		changed = changed[:0] // InTx may run this again after a deadlock
-		// Every claim at once, then every lock at once, then the changes: a store that sends
-		// statements together (the MySQL one) spends a round trip on each step, not on each
-		// reply, and sends the batch's rows, history lines and events with the commit.
+		// Every claim and every lock at once, then the changes: a store that sends statements
+		// together (the MySQL one) spends a round trip on the claims and locks, not on each
+		// reply, and sends the batch's rows, history lines and events with the commit. The
+		// bookings of duplicate messages are locked too, since the claims and the locks go
+		// out together; nothing is written to them.
 		msgs := make([]booking.Message, len(replies))
+		ids := make([]string, 0, len(replies))
 		for i, r := range replies {
 			msgs[i] = booking.Message{Consumer: events.ServiceBooking + "." + r.route, ID: r.d.ID}
+			if len(ids) == 0 || ids[len(ids)-1] != r.bookingID {
+				ids = append(ids, r.bookingID) // sorted above
+			}
 		}
-		first, err := tx.ClaimMessages(ctx, msgs)
+		first, err := tx.ClaimMessages(ctx, msgs, ids)
 		if err != nil {
 			return fmt.Errorf("batch of %d replies: %w", len(replies), err)
 		}
 		fresh := make([]reply, 0, len(replies))
-		ids := make([]string, 0, len(replies))
 		for i, r := range replies {
 			if first[i] {
 				fresh = append(fresh, r)
-				if len(ids) == 0 || ids[len(ids)-1] != r.bookingID {
-					ids = append(ids, r.bookingID) // sorted above
-				}
 			}
-		}
-		if err := tx.Lock(ctx, ids); err != nil {
-			return fmt.Errorf("batch of %d replies: %w", len(replies), err)
 		}
 		for _, r := range fresh {
 			c, err := tx.Apply(ctx, r.bookingID, r.in)

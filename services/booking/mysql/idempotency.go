@@ -24,7 +24,7 @@ import (
 // on the uncommitted row until this transaction ends, then sees the completed key and
 // replays it.
 func (t *tx) ClaimKey(ctx context.Context, key booking.Key) (*booking.Response, error) {
-	if !t.keysChecked && !t.begun {
+	if !t.careful && !t.begun {
 		t.claims = append(t.claims, key)
 		return nil, nil
 	}
@@ -130,7 +130,7 @@ func (s *Store) ReleaseKey(ctx context.Context, key booking.Key) error {
 
 // ClaimMessage records in the inbox that consumer processed msgID; see ClaimMessages.
 func (t *tx) ClaimMessage(ctx context.Context, consumer, msgID string) (bool, error) {
-	first, err := t.ClaimMessages(ctx, []booking.Message{{Consumer: consumer, ID: msgID}})
+	first, err := t.ClaimMessages(ctx, []booking.Message{{Consumer: consumer, ID: msgID}}, nil)
 	if err != nil {
 		return false, err
 	}
@@ -138,9 +138,33 @@ func (t *tx) ClaimMessage(ctx context.Context, consumer, msgID string) (bool, er
 }
 
 // ClaimMessages records in the inbox that each message was processed (see
-// inbox.ClaimMySQLStatement), all in one round trip with the queued writes.
-func (t *tx) ClaimMessages(ctx context.Context, msgs []booking.Message) ([]bool, error) {
+// inbox.ClaimMySQLStatement) and locks the bookings lock, all in one round trip with the
+// queued writes.
+//
+// Several messages are claimed optimistically, in one statement, as all first: a redelivered
+// message is rare, and one statement costs the server much less than one per message. If the
+// statement's count falls short, some were processed before (or are listed twice), and the
+// transaction runs again, claiming them one by one (errCheckInbox).
+func (t *tx) ClaimMessages(ctx context.Context, msgs []booking.Message, lock []string) ([]bool, error) {
 	first := make([]bool, len(msgs))
+	if !t.careful && len(msgs) > 1 {
+		pairs := make([][2]string, len(msgs))
+		for i, m := range msgs {
+			pairs[i] = [2]string{m.Consumer, m.ID}
+			first[i] = true
+		}
+		query, args, err := inbox.ClaimAllMySQLStatement(pairs...)
+		if err != nil {
+			return nil, err
+		}
+		t.laterChecked(func(n int64) error {
+			if n != int64(len(msgs)) {
+				return errCheckInbox
+			}
+			return nil
+		}, query, args...)
+		return first, t.sendClaims(ctx, len(msgs), lock)
+	}
 	for i, m := range msgs {
 		query, args, err := inbox.ClaimMySQLStatement(m.Consumer, m.ID)
 		if err != nil {
@@ -148,8 +172,20 @@ func (t *tx) ClaimMessages(ctx context.Context, msgs []booking.Message) ([]bool,
 		}
 		t.laterChecked(func(n int64) error { first[i] = n == 1; return nil }, query, args...)
 	}
-	if err := t.flush(ctx); err != nil {
-		return nil, fmt.Errorf("inbox: claim %d messages: %w", len(msgs), err)
+	return first, t.sendClaims(ctx, len(msgs), lock)
+}
+
+// sendClaims sends the queued claims of n messages, with the locks of the bookings lock.
+func (t *tx) sendClaims(ctx context.Context, n int, lock []string) error {
+	var err error
+	if len(lock) > 0 {
+		// Lock's query carries the claims, and reads their counts before its own rows.
+		err = t.Lock(ctx, lock)
+	} else {
+		err = t.flush(ctx)
 	}
-	return first, nil
+	if err != nil {
+		return fmt.Errorf("inbox: claim %d messages: %w", n, err)
+	}
+	return nil
 }

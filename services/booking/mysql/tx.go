@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -21,17 +22,20 @@ import (
 // booking process and MariaDB a write and a read system call and a wake-up each, which is
 // where both spent most of their time under load (docs/performance.md):
 //
-//   - Writes are not sent one at a time: they queue and go to the server together, as one
-//     multi-statement packet, before the next query or with the commit. A write whose result
-//     matters (an inbox claim, the version-guarded update of a booking) queues with a check
-//     that reads its own count of affected rows when the packet returns.
+//   - Writes are not sent one at a time: they queue and go to the server together, in one
+//     multi-statement packet with the next query, or with the commit. A write whose result
+//     matters (an inbox claim) queues with a check that reads its own count of affected rows
+//     when the packet returns.
 //   - START TRANSACTION is not sent on its own: it goes in front of the transaction's first
 //     packet, and COMMIT at the end of its last one, unless that packet has checks to pass
-//     first.
+//     first. The update of a booking checks its version on the server instead (see
+//     tx.save), so it can go with COMMIT.
 //
 // So a booking POST, all of whose writes are queued, is one round trip
-// (START TRANSACTION; INSERT ...; COMMIT) where it was seven, and a batch of replies is four
-// however many it holds: the inbox claims, the row locks, the writes, the commit.
+// (START TRANSACTION; INSERT ...; COMMIT) where it was seven, a payment's confirmation two
+// (START TRANSACTION; SELECT ... FOR UPDATE, then the writes and COMMIT), and a batch of
+// replies two however many it holds (the inbox claims with the row locks, then the writes
+// with COMMIT).
 //
 // The server runs a packet's statements in order and stops at the first error, which the
 // packet returns with the server's error number intact (a deadlock is still retried by
@@ -52,10 +56,10 @@ type tx struct {
 	locked map[string]booking.Booking
 
 	// claims are idempotency keys claimed optimistically and not yet queued (see ClaimKey),
-	// and keysChecked says this attempt claims keys the slow way, after an earlier attempt
-	// found a key taken.
-	claims      []booking.Key
-	keysChecked bool
+	// and careful says this attempt claims keys and messages the slow way, after an earlier
+	// attempt's optimistic claim found one taken.
+	claims  []booking.Key
+	careful bool
 }
 
 // stmt is a queued statement. check, when set, is given the rows the statement affected once
@@ -69,30 +73,34 @@ type stmt struct {
 
 // errCheckKey ends an attempt whose optimistic key claim met an existing key, or that failed
 // before its claim was sent (the error might have been the answer to a request the key had
-// already answered): Store.inTx runs the transaction again, claiming the key the slow way.
-var errCheckKey = errors.New("mysql: idempotency key to be checked")
+// already answered), and errCheckInbox one whose optimistic claim of several messages found
+// one of them processed: Store.inTx runs the transaction again, claiming the slow way.
+var (
+	errCheckKey   = errors.New("mysql: idempotency key to be checked")
+	errCheckInbox = errors.New("mysql: a message already processed is among those claimed")
+)
 
 // inTx runs fn in a transaction of s and commits it, running it again as retry says. An
-// attempt that ended with errCheckKey is run again at once, claiming keys the slow way.
+// attempt that ended with errCheckKey or errCheckInbox is run again at once, carefully.
 func (s *Store) inTx(ctx context.Context, fn func(t *tx) error) error {
-	keysChecked := false
+	careful := false
 	return retry(ctx, func() error {
-		err := s.runTx(ctx, fn, keysChecked)
-		if errors.Is(err, errCheckKey) && !keysChecked {
-			keysChecked = true
+		err := s.runTx(ctx, fn, careful)
+		if (errors.Is(err, errCheckKey) || errors.Is(err, errCheckInbox)) && !careful {
+			careful = true
 			err = s.runTx(ctx, fn, true)
 		}
 		return err
 	})
 }
 
-func (s *Store) runTx(ctx context.Context, fn func(t *tx) error, keysChecked bool) (err error) {
+func (s *Store) runTx(ctx context.Context, fn func(t *tx) error, careful bool) (err error) {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connection: %w", err)
 	}
 	defer conn.Close()
-	t := &tx{s: s, conn: conn, keysChecked: keysChecked}
+	t := &tx{s: s, conn: conn, careful: careful}
 	committed := false
 	defer func() {
 		// Also on panic: the connection goes back to the pool without an open transaction.
@@ -178,34 +186,14 @@ func (t *tx) queueClaim(query string, args ...any) {
 // flush sends the queued writes (and START TRANSACTION, if not yet sent) in one round trip
 // and runs their checks.
 func (t *tx) flush(ctx context.Context) error {
-	t.materialiseClaims()
-	t.queueLeaves()
-	if len(t.queued) == 0 && t.begun {
+	packet, claimed := t.take()
+	if len(packet) == 0 {
 		return nil
 	}
-	if !t.begun {
-		t.queued = append([]stmt{{query: "START TRANSACTION"}}, t.queued...)
-		t.begun = true
-	}
-	packet := coalesce(t.queued)
-	t.queued = nil
-	query := make([]string, len(packet))
-	var args []any
-	claimed := false
-	for i, s := range packet {
-		query[i] = s.query
-		args = append(args, s.args...)
-		claimed = claimed || s.claim
-	}
-	affected, err := t.send(ctx, strings.Join(query, ";\n"), args)
+	query, args := packetText(packet, false)
+	affected, err := t.send(ctx, query, args)
 	if err != nil {
-		// A duplicate key in the packet that carried an optimistic key claim is taken to be
-		// the key (booking ids and event ids are fresh UUIDs); if it was something else, the
-		// slow attempt meets it again.
-		if claimed && mysqlErr(err) == errDupEntry {
-			return fmt.Errorf("%w: %w", errCheckKey, err)
-		}
-		return fmt.Errorf("write %d statements: %w", len(packet), err)
+		return packetError(err, claimed, len(packet))
 	}
 	if len(affected) != len(packet) {
 		return fmt.Errorf("write %d statements: the server answered %d", len(packet), len(affected))
@@ -218,6 +206,54 @@ func (t *tx) flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// take returns what is queued, with START TRANSACTION in front if it has not been sent yet,
+// as the statements of the next packet, and whether they carry an optimistic key claim.
+func (t *tx) take() (packet []stmt, claimed bool) {
+	t.materialiseClaims()
+	t.queueLeaves()
+	if len(t.queued) == 0 && t.begun {
+		return nil, false
+	}
+	if !t.begun {
+		t.queued = append([]stmt{{query: "START TRANSACTION"}}, t.queued...)
+		t.begun = true
+	}
+	packet = coalesce(t.queued)
+	t.queued = nil
+	for _, s := range packet {
+		claimed = claimed || s.claim
+	}
+	return packet, claimed
+}
+
+// packetText joins a packet's statements into one multi-statement string. With rowCounts,
+// each checked statement is followed by SELECT ROW_COUNT(), so that a packet ending in a
+// query, whose result is the only one the driver's Exec would not return, still answers each
+// check with a result set of its own.
+func packetText(packet []stmt, rowCounts bool) (string, []any) {
+	query := make([]string, 0, len(packet))
+	var args []any
+	for _, s := range packet {
+		query = append(query, s.query)
+		args = append(args, s.args...)
+		if rowCounts && s.check != nil {
+			query = append(query, "SELECT ROW_COUNT()")
+		}
+	}
+	return strings.Join(query, ";\n"), args
+}
+
+// packetError is the error of a packet of n statements that failed with err.
+func packetError(err error, claimed bool, n int) error {
+	// A duplicate key in the packet that carried an optimistic key claim is taken to be the
+	// key (booking ids and event ids are fresh UUIDs); if it was something else, the slow
+	// attempt meets it again.
+	if claimed && mysqlErr(err) == errDupEntry {
+		return fmt.Errorf("%w: %w", errCheckKey, err)
+	}
+	return fmt.Errorf("write %d statements: %w", n, err)
 }
 
 // coalesce merges the single-row INSERTs of a packet that have the same text, and no check,
@@ -346,22 +382,57 @@ func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	return t.conn.ExecContext(ctx, query, args...)
 }
 
-// queryRow runs a query after the queued writes, so it sees them. A query cannot share a
-// packet with other statements (the driver would answer with the first statement's result),
-// so the queued writes go first in a packet of their own.
+// queryRow runs a query after the queued writes, so it sees them; see query.
 func (t *tx) queryRow(ctx context.Context, query string, args ...any) scanner {
-	if err := t.flush(ctx); err != nil {
-		return failedRow{err}
-	}
-	return t.conn.QueryRowContext(ctx, query, args...)
+	rows, err := t.query(ctx, query, args...)
+	return firstRow{rows: rows, err: err}
 }
 
-// query is queryRow for several rows.
+// query runs a query after the queued writes, in the same packet: START TRANSACTION, the
+// writes and the query are one round trip. The driver answers a multi-statement query with
+// its first result set and skips the statements that have none, so each checked write is
+// followed by SELECT ROW_COUNT(), whose result set is read and checked here before the
+// query's own is handed back.
 func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if err := t.flush(ctx); err != nil {
-		return nil, err
+	packet, claimed := t.take()
+	text, all := packetText(append(packet, stmt{query: query, args: args}), true)
+	rows, err := t.conn.QueryContext(ctx, text, all...)
+	if err != nil {
+		if len(packet) == 0 {
+			return nil, err
+		}
+		return nil, packetError(err, claimed, len(packet)+1)
 	}
-	return t.conn.QueryContext(ctx, query, args...)
+	for _, s := range packet {
+		if s.check == nil {
+			continue
+		}
+		n, err := rowCount(rows)
+		if err != nil {
+			_ = rows.Close()
+			return nil, packetError(err, claimed, len(packet)+1)
+		}
+		if err := s.check(n); err != nil {
+			_ = rows.Close()
+			return nil, err
+		}
+	}
+	return rows, nil
+}
+
+// rowCount reads the current result set of rows, a SELECT ROW_COUNT(), and moves to the next.
+func rowCount(rows *sql.Rows) (int64, error) {
+	var n int64
+	if !rows.Next() {
+		return 0, cmp.Or(rows.Err(), errors.New("mysql: a ROW_COUNT() answered no row"))
+	}
+	if err := rows.Scan(&n); err != nil {
+		return 0, err
+	}
+	if !rows.NextResultSet() {
+		return 0, cmp.Or(rows.Err(), errors.New("mysql: the packet ended before its query"))
+	}
+	return n, nil
 }
 
 // errQueued is what a queued statement's result answers.
@@ -372,9 +443,24 @@ type queuedResult struct{}
 func (queuedResult) LastInsertId() (int64, error) { return 0, errQueued }
 func (queuedResult) RowsAffected() (int64, error) { return 0, errQueued }
 
-// failedRow is a row whose query could not be sent.
-type failedRow struct{ err error }
+// firstRow is the first row of a query's result, like *sql.Row.
+type firstRow struct {
+	rows *sql.Rows
+	err  error
+}
 
-func (r failedRow) Scan(...any) error { return r.err }
+func (r firstRow) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	defer r.rows.Close()
+	if !r.rows.Next() {
+		return cmp.Or(r.rows.Err(), sql.ErrNoRows)
+	}
+	if err := r.rows.Scan(dest...); err != nil {
+		return err
+	}
+	return r.rows.Close()
+}
 
 var _ booking.Tx = (*tx)(nil)

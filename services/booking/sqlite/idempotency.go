@@ -113,8 +113,8 @@ func (t *tx) ClaimMessage(ctx context.Context, consumer, msgID string) (bool, er
 }
 
 // ClaimMessages claims each message in turn: SQLite runs in the process, so there are no
-// round trips to save.
-func (t *tx) ClaimMessages(ctx context.Context, msgs []booking.Message) ([]bool, error) {
+// round trips to save. Its transaction already holds every booking's lock (see Lock).
+func (t *tx) ClaimMessages(ctx context.Context, msgs []booking.Message, _ []string) ([]bool, error) {
 	first := make([]bool, len(msgs))
 	for i, m := range msgs {
 		var err error

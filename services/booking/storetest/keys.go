@@ -86,6 +86,47 @@ func testIdempotencyKeys(t *testing.T, e *env) {
 	}
 }
 
+// testKeyedChangeReplays is the api's keyed cancel: the key, a change of a booking read under
+// its lock, and the response in one transaction. Run again with the same key, the change does
+// not run again and the stored response comes back, also when the store sends the key's claim
+// together with the lock's read (the MySQL one does, and finds the key taken only there).
+func testKeyedChangeReplays(t *testing.T, e *env) {
+	ctx := context.Background()
+	b, err := e.store.Create(ctx, "alice", 7, 1)
+	testenv.Fatal(t, "create", err)
+	k := booking.Key{UserID: "alice", Key: "note-1", Hash: "h"}
+	run := func() (replayed *booking.Response, changes int, err error) {
+		err = e.store.InTx(ctx, func(tx booking.Tx) error {
+			replayed, changes = nil, 0
+			r, err := tx.ClaimKey(ctx, k)
+			if err != nil || r != nil {
+				replayed = r
+				return err
+			}
+			c, err := tx.Apply(ctx, b.ID, booking.SeatsReleased{})
+			if err != nil {
+				return err
+			}
+			if !c.Noop() {
+				changes++
+			}
+			return tx.CompleteKey(ctx, k, booking.Response{Status: 200, Body: []byte(b.ID)})
+		})
+		return replayed, changes, err
+	}
+	r, changes, err := run()
+	if err != nil || r != nil || changes != 1 {
+		t.Fatalf("first: replayed %v, %d changes, %v", r, changes, err)
+	}
+	r, changes, err = run()
+	if err != nil || r == nil || r.Status != 200 || string(r.Body) != b.ID || changes != 0 {
+		t.Fatalf("again: replayed %+v, %d changes, %v; want the stored response and no change", r, changes, err)
+	}
+	if h, _ := e.store.History(ctx, b.ID); len(h) != 2 {
+		t.Fatalf("history: %d lines, want 2 (created, one note)", len(h))
+	}
+}
+
 // testKeyWithWork is the api's create: the key, the booking and the response in one
 // transaction; concurrent requests with the same key make one booking, and each gets either
 // the stored response or "in progress".

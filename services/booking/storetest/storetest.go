@@ -57,6 +57,7 @@ func Run(t *testing.T, newAdapter func(t *testing.T) Adapter) {
 		{"LatePayment", testLatePayment},
 		{"IdempotencyKeys", testIdempotencyKeys},
 		{"KeyWithWork", testKeyWithWork},
+		{"KeyedChangeReplays", testKeyedChangeReplays},
 		{"KeysInOneTx", testKeysInOneTx},
 		{"Repair", testRepair},
 		{"ListByFlight", testListByFlight},
