@@ -174,7 +174,7 @@ func BenchmarkRelaySteady(b *testing.B) {
 	for _, rate := range []int{1000, 3000} {
 		b.Run(fmt.Sprintf("shared-pool/rate=%d", rate), func(b *testing.B) {
 			for _, nb := range benchBrokers {
-				b.Run("mysql/"+nb.name, func(b *testing.B) { benchSteady(b, openMySQL(b), nb.open(b), rate, true) })
+				b.Run("mysql/"+nb.name, func(b *testing.B) { benchSteady(b, openMySQL("")(b), nb.open(b), rate, true) })
 			}
 		})
 	}
