@@ -14,10 +14,10 @@ import (
 	"github.com/flightbook/flightbook/testenv"
 )
 
-// TestVersionGuardStopsTheCommit: the update of a booking goes to the server in the same
-// packet as COMMIT, so its guard (the version read under the row lock) must stop the packet on
-// the server. A change made from a stale copy of the booking fails, and nothing of it commits:
-// not the row, not its history line, not its event.
+// TestVersionGuardStopsTheCommit: the update of a booking is guarded by the version read under
+// the row lock, and the guard is checked before the COMMIT is sent. A change made from a stale
+// copy of the booking fails, and nothing of it commits: not the row, not its history line, not
+// its event.
 func TestVersionGuardStopsTheCommit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -28,14 +28,12 @@ import (
 //     when the packet returns.
 //   - START TRANSACTION is not sent on its own: it goes in front of the transaction's first
 //     packet, and COMMIT at the end of its last one, unless that packet has checks to pass
-//     first. The update of a booking checks its version on the server instead (see
-//     tx.save), so it can go with COMMIT.
+//     first.
 //
 // So a booking POST, all of whose writes are queued, is one round trip
-// (START TRANSACTION; INSERT ...; COMMIT) where it was seven, a payment's confirmation two
-// (START TRANSACTION; SELECT ... FOR UPDATE, then the writes and COMMIT), and a batch of
-// replies two however many it holds (the inbox claims with the row locks, then the writes
-// with COMMIT).
+// (START TRANSACTION; INSERT ...; COMMIT) where it was seven, and a payment's confirmation or
+// a batch of replies, however many it holds, three: the row locks (with the inbox claims), the
+// writes, whose version guards are checked before the commit, and COMMIT.
 //
 // The server runs a packet's statements in order and stops at the first error, which the
 // packet returns with the server's error number intact (a deadlock is still retried by
