@@ -163,7 +163,10 @@ func (t *tx) ClaimMessages(ctx context.Context, msgs []booking.Message, lock []s
 			}
 			return nil
 		}, query, args...)
-		return first, t.sendClaims(ctx, len(msgs), lock)
+		if err := t.sendClaims(ctx, len(msgs), lock); err != nil {
+			return nil, err
+		}
+		return first, nil
 	}
 	for i, m := range msgs {
 		query, args, err := inbox.ClaimMySQLStatement(m.Consumer, m.ID)
@@ -172,7 +175,10 @@ func (t *tx) ClaimMessages(ctx context.Context, msgs []booking.Message, lock []s
 		}
 		t.laterChecked(func(n int64) error { first[i] = n == 1; return nil }, query, args...)
 	}
-	return first, t.sendClaims(ctx, len(msgs), lock)
+	if err := t.sendClaims(ctx, len(msgs), lock); err != nil {
+		return nil, err
+	}
+	return first, nil
 }
 
 // sendClaims sends the queued claims of n messages, with the locks of the bookings lock.
