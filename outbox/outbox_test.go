@@ -728,3 +728,63 @@ func TestPostgresClaimEndsOnItsConnection(t *testing.T) {
 		t.Errorf("pool: %d connections acquired, %d opened; want 0 and 1", st.AcquiredConns(), st.NewConnsCount())
 	}
 }
+
+// TestMySQLClaimStopsAtALockedRow: a row another transaction holds (a commit in progress, as
+// SKIP LOCKED sees one) ends the claim, so the rows after it are not published ahead of it; on
+// both kinds of pool, and each claim hands its connection back.
+func TestMySQLClaimStopsAtALockedRow(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		params string
+		multi  int32
+	}{
+		{"one statement a query", "", multiNo},
+		{"multi-statement queries", "&multiStatements=true&interpolateParams=true", multiYes},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			h := openMySQLWith(t, tc.params)
+			testenv.Fatal(t, "add", h.add(ctx, events("locked", "a", 0, 3)...))
+			var first int64
+			testenv.Fatal(t, "first id", h.db.QueryRowContext(ctx, "SELECT MIN(id) FROM outbox").Scan(&first))
+
+			blocker, err := h.db.BeginTx(ctx, nil)
+			testenv.Fatal(t, "begin", err)
+			defer blocker.Rollback() //nolint:errcheck
+			var id int64
+			testenv.Fatal(t, "lock the first row", blocker.QueryRowContext(ctx, "SELECT id FROM outbox WHERE id = ? FOR UPDATE", first).Scan(&id))
+
+			s := mysqlStore{db: h.db, multi: new(atomic.Int32)}
+			c, err := s.claim(ctx, 0, 10)
+			testenv.Fatal(t, "claim", err)
+			if got := c.claimed(); len(got) != 0 {
+				t.Fatalf("claimed %d rows from id %d while row %d is locked; want none", len(got), got[0].id, first)
+			}
+			c.rollback()
+			if got := s.multi.Load(); got != tc.multi {
+				t.Fatalf("multi-statement probe said %d, want %d", got, tc.multi)
+			}
+			if n := h.db.Stats().InUse; n != 1 { // the blocker's
+				t.Fatalf("%d connections in use after the claim, want 1", n)
+			}
+
+			testenv.Fatal(t, "release", blocker.Rollback())
+			c, err = s.claim(ctx, 0, 10)
+			testenv.Fatal(t, "claim again", err)
+			rows := c.claimed()
+			if len(rows) != 3 || rows[0].id != first || rows[1].id <= rows[0].id || rows[2].id <= rows[1].id {
+				t.Fatalf("claimed %+v, want the three rows in order from %d", rows, first)
+			}
+			testenv.Fatal(t, "mark", c.markPublished(ctx))
+			if n, err := h.count(ctx, "published_at IS NULL"); err != nil || n != 0 {
+				t.Fatalf("%d rows unpublished after the mark (%v), want 0", n, err)
+			}
+			if n := h.db.Stats().InUse; n != 0 {
+				t.Fatalf("%d connections in use after the mark, want 0", n)
+			}
+		})
+	}
+}
