@@ -106,13 +106,7 @@ func ClaimMySQL(ctx context.Context, tx Execer, consumer, msgID string) (first b
 // ClaimMySQLStatement returns ClaimMySQL's statement, for a caller that sends it together with
 // others: it affects one row the first time and none when the message was already processed.
 func ClaimMySQLStatement(consumer, msgID string) (query string, args []any, err error) {
-	if err := validate(consumer, msgID); err != nil {
-		return "", nil, err
-	}
-	// INSERT IGNORE rather than ON DUPLICATE KEY UPDATE: the latter reports one affected row
-	// for an existing key when the DSN sets clientFoundRows. IGNORE would also hide a
-	// truncation, which validate rules out by checking the lengths first.
-	return `INSERT IGNORE INTO inbox (consumer, msg_id) VALUES (?, ?)`, []any{consumer, msgID}, nil
+	return ClaimAllMySQLStatement([2]string{consumer, msgID})
 }
 
 // ClaimAllMySQLStatement is ClaimMySQLStatement for several messages, given as consumer and
@@ -121,8 +115,11 @@ func ClaimMySQLStatement(consumer, msgID string) (query string, args []any, err 
 // short claims them again one by one (services/booking/mysql does, in a new transaction).
 func ClaimAllMySQLStatement(pairs ...[2]string) (query string, args []any, err error) {
 	if len(pairs) == 0 {
-		return "", nil, errors.New("inbox: no messages to claim")
+		return "", nil, fmt.Errorf("%w: no messages to claim", ErrInvalid)
 	}
+	// INSERT IGNORE rather than ON DUPLICATE KEY UPDATE: the latter reports one affected row
+	// for an existing key when the DSN sets clientFoundRows. IGNORE would also hide a
+	// truncation, which validate rules out by checking the lengths first.
 	var q strings.Builder
 	q.WriteString(`INSERT IGNORE INTO inbox (consumer, msg_id) VALUES (?, ?)`)
 	args = make([]any, 0, 2*len(pairs))

@@ -439,7 +439,7 @@ func TestClaimAllMySQLStatement(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			q, args, err := inbox.ClaimAllMySQLStatement(tc.pairs...)
 			if tc.wantErr {
-				assert.Error(t, err)
+				assert.ErrorIs(t, err, inbox.ErrInvalid)
 				return
 			}
 			require.NoError(t, err)

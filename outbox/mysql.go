@@ -214,8 +214,8 @@ type querier interface {
 }
 
 // nextIDs reads, without locking, the ids of up to limit unpublished rows above after.
-func (s mysqlStore) nextIDs(ctx context.Context, tx querier, after int64, limit int) ([]int64, error) {
-	rs, err := tx.QueryContext(ctx, "SELECT id FROM outbox WHERE published_at IS NULL AND id > "+
+func (s mysqlStore) nextIDs(ctx context.Context, q querier, after int64, limit int) ([]int64, error) {
+	rs, err := q.QueryContext(ctx, "SELECT id FROM outbox WHERE published_at IS NULL AND id > "+
 		strconv.FormatInt(after, 10)+" ORDER BY id LIMIT "+strconv.Itoa(limit))
 	if err != nil {
 		return nil, err
