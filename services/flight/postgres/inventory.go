@@ -143,8 +143,12 @@ func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldR
 	}
 
 	// Outcomes already recorded are final: a request whose booking has one gets it again.
-	// They are read in the same round trip as the flights' locks are taken, just before
-	// them; one recorded after this read is caught by the insert below.
+	// They are read in the same round trip as the flights' locks are taken, just after them:
+	// under READ COMMITTED the read then sees every hold committed by the transactions this
+	// one queued behind, so a redelivery that waited for its flight is not taken for new.
+	// Read before the locks, a burst of redeliveries on one hot flight failed and retried
+	// until a batch ran out of retries. One recorded after this read (the same booking on
+	// another flight, which no lock of ours orders) is caught by the insert below.
 	var flightIDs []int64
 	for i, req := range reqs {
 		if out[i].Status == "" {
@@ -152,8 +156,8 @@ func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldR
 		}
 	}
 	var b pgx.Batch
-	prev := queueHoldsOf(&b, ids)
 	seating := queueLockSeating(&b, flightIDs)
+	prev := queueHoldsOf(&b, ids)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -181,5 +182,52 @@ func TestConfirmLocksFlightFirst(t *testing.T) {
 	testenv.Fatal(t, "confirm", <-done)
 	if c := audit(t, inv, f); c.Sold != 2 || c.Held != 0 {
 		t.Errorf("counts %+v, want the 2 seats sold", c)
+	}
+}
+
+// TestRedeliveryQueuedOnItsFlight: a batch that waits for its flight's lock while the
+// transaction ahead records one of its bookings (a redelivery, on the same flight) must answer
+// that booking with the recorded outcome, without a serialization failure. It runs without
+// HoldBatch's retries, which hid the failure until a burst of redeliveries outlasted them.
+func TestRedeliveryQueuedOnItsFlight(t *testing.T) {
+	t.Parallel()
+	pool := newInventoryTestDB(t)
+	inv := postgres.NewInventory(pool)
+	ctx := context.Background()
+	f := seedFlight(t, pool, 10, time.Now().Add(48*time.Hour), "scheduled")
+	x, y := uuid.NewString(), uuid.NewString()
+
+	first, err := pool.Begin(ctx)
+	testenv.Fatal(t, "begin", err)
+	defer first.Rollback(ctx) //nolint:errcheck
+	if hs, err := inv.HoldBatchTx(ctx, first, []flight.HoldRequest{{BookingID: x, FlightID: f, Seats: 3}}); err != nil || !hs[0].Held() {
+		t.Fatalf("first hold: %+v %v", hs, err)
+	}
+
+	type result struct {
+		hs  []flight.Hold
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var hs []flight.Hold
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
+			hs, err = inv.HoldBatchTx(ctx, tx, []flight.HoldRequest{
+				{BookingID: y, FlightID: f, Seats: 2}, {BookingID: x, FlightID: f, Seats: 3}})
+			return err
+		})
+		done <- result{hs, err}
+	}()
+	awaitLockWait(t, pool, "%FOR UPDATE%", "the second batch never waited for the flight's lock")
+	testenv.Fatal(t, "commit first", first.Commit(ctx))
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("the queued batch: %v", r.err)
+	}
+	if !r.hs[0].Held() || !r.hs[1].Held() || r.hs[1].Seats != 3 {
+		t.Errorf("the queued batch answered %+v, want y held and x's recorded hold of 3", r.hs)
+	}
+	if c := audit(t, inv, f); c.Held != 5 || c.Available != 5 {
+		t.Errorf("counts %+v, want x's 3 seats and y's 2 held once each", c)
 	}
 }
