@@ -67,7 +67,7 @@ func (inv *Inventory) Confirm(ctx context.Context, bookingID string) (flight.Hol
 // It is idempotent by booking id: a repeated request returns the first outcome and changes
 // nothing. A booking released before its hold arrived is refused.
 func (inv *Inventory) HoldTx(ctx context.Context, tx pgx.Tx, req flight.HoldRequest) (flight.Hold, error) {
-	hs, err := inv.holdTx(ctx, tx, []flight.HoldRequest{req}, nil)
+	hs, err := inv.holdTx(ctx, tx, []flight.HoldRequest{req}, nil, nil)
 	if errors.Is(err, errHoldRace) {
 		// Another transaction recorded this booking first (the same booking on another
 		// flight, or on a flight that does not exist, so no row lock kept them apart).
@@ -108,7 +108,7 @@ func (inv *Inventory) HoldBatch(ctx context.Context, reqs []flight.HoldRequest) 
 // for the same booking on another flight, or on an unknown flight), the batch fails with a
 // serialization failure (SQLSTATE 40001) and must be rolled back; HoldBatch retries it.
 func (inv *Inventory) HoldBatchTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldRequest) ([]flight.Hold, error) {
-	hs, err := inv.holdTx(ctx, tx, reqs, nil)
+	hs, err := inv.holdTx(ctx, tx, reqs, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("hold %d bookings: %w", len(reqs), err)
 	}
@@ -124,43 +124,28 @@ var errHoldRace = &pgconn.PgError{Severity: "ERROR", Code: "40001",
 	Message: "a concurrent transaction recorded the same booking; retry"}
 
 // holdTx decides reqs inside tx. With a nil later it records the outcomes before it returns;
-// otherwise it queues their statement in later, for the caller to send with its COMMIT.
-func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldRequest, later *pgx.Batch) ([]flight.Hold, error) {
+// otherwise it queues their statement in later, for the caller to send with its COMMIT. read,
+// if it covers reqs, is what they need read already; otherwise holdTx reads it.
+func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldRequest, later *pgx.Batch, read *holdRead) ([]flight.Hold, error) {
 	out := make([]flight.Hold, len(reqs))
-	var ids []string
 	for i, req := range reqs {
 		if reason := req.Check(); reason != "" {
 			// Nothing to record: the booking id may not even be a UUID, and the answer is
 			// the same however often it is asked.
 			out[i] = flight.Hold{BookingID: req.BookingID, FlightID: req.FlightID, Seats: req.Seats,
 				Status: flight.HoldRejected, Reason: reason, Detail: "seats must be 1 to 9 and ids valid"}
-			continue
-		}
-		ids = append(ids, req.BookingID)
-	}
-	if len(ids) == 0 {
-		return out, nil
-	}
-
-	// Outcomes already recorded are final: a request whose booking has one gets it again.
-	// They are read in the same round trip as the flights' locks are taken, just after them:
-	// under READ COMMITTED the read then sees every hold committed by the transactions this
-	// one queued behind, so a redelivery that waited for its flight is not taken for new.
-	// Read before the locks, a burst of redeliveries on one hot flight failed and retried
-	// until a batch ran out of retries. One recorded after this read (the same booking on
-	// another flight, which no lock of ours orders) is caught by the insert below.
-	var flightIDs []int64
-	for i, req := range reqs {
-		if out[i].Status == "" {
-			flightIDs = append(flightIDs, req.FlightID)
 		}
 	}
-	var b pgx.Batch
-	seating := queueLockSeating(&b, flightIDs)
-	prev := queueHoldsOf(&b, ids)
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, err
+	if !read.covers(reqs) {
+		var b pgx.Batch
+		if read = queueHoldRead(&b, reqs); read == nil {
+			return out, nil // no valid request
+		}
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return nil, err
+		}
 	}
+	seating, prev := read.seating, read.prev
 
 	now := inv.now()
 	first := map[string]int{} // booking id -> index of its first request decided in this batch
@@ -198,6 +183,60 @@ func (inv *Inventory) holdTx(ctx context.Context, tx pgx.Tx, reqs []flight.HoldR
 		}
 	}
 	return out, nil
+}
+
+// holdRead is what deciding hold requests reads first: their flights' seating, under the
+// flights' row locks, and their bookings' recorded outcomes.
+type holdRead struct {
+	seating  map[int64]*flight.Seating
+	prev     holdSet
+	bookings map[string]bool // the bookings whose outcomes were read
+	flights  map[int64]bool  // the flights locked, and read if they exist
+}
+
+// queueHoldRead queues in b the statements that read what the valid requests among reqs need,
+// and returns the holdRead they fill once b is sent; nil if no request is valid.
+//
+// Outcomes already recorded are final: a request whose booking has one gets it again. They
+// are read just after the flights' locks are taken: under READ COMMITTED the read then sees
+// every hold committed by the transactions this one queued behind, so a redelivery that
+// waited for its flight is not taken for new. Read before the locks, a burst of redeliveries
+// on one hot flight failed and retried until a batch ran out of retries. One recorded after
+// this read (the same booking on another flight, which no lock of ours orders) is caught by
+// the insert that records the outcomes.
+func queueHoldRead(b *pgx.Batch, reqs []flight.HoldRequest) *holdRead {
+	var ids []string
+	var flightIDs []int64
+	r := &holdRead{bookings: map[string]bool{}, flights: map[int64]bool{}}
+	for _, req := range reqs {
+		if req.Check() == "" {
+			ids = append(ids, req.BookingID)
+			flightIDs = append(flightIDs, req.FlightID)
+			r.bookings[req.BookingID], r.flights[req.FlightID] = true, true
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	r.seating, r.prev = queueLockSeating(b, flightIDs), queueHoldsOf(b, ids)
+	return r
+}
+
+// covers reports whether r read everything the valid requests among reqs need. A nil r
+// covers nothing.
+func (r *holdRead) covers(reqs []flight.HoldRequest) bool {
+	if r == nil {
+		return false
+	}
+	for _, req := range reqs {
+		if req.Check() != "" {
+			continue
+		}
+		if !r.bookings[req.BookingID] || !r.flights[req.FlightID] {
+			return false
+		}
+	}
+	return true
 }
 
 // previousOutcome is the answer to a hold request for a booking that already has a record.

@@ -22,11 +22,13 @@ import (
 //
 // It sends a handler's statements in as few round trips as their results allow: BEGIN goes to
 // the server with the transaction's first statement, and a batch of holds' writes and the
-// outbox's rows with COMMIT. A batch of holds then takes three round trips where it took
-// seven, and holds its flights' row locks for one of them; a confirm takes three where it
-// took six, a release four where it took eight (BenchmarkSagaTx). Each round trip costs the flight process and PostgreSQL a write,
-// a read and a wake-up, which is most of what a short statement costs them here, and every
-// one under a flight's lock keeps that flight's other bookings waiting (docs/performance.md).
+// outbox's rows with COMMIT, and a batch of holds' reads with its inbox claim (PrepareHolds).
+// A batch of holds then takes two round trips where it took seven, and holds its flights' row
+// locks from the end of the first to the end of the second; a confirm takes three where it
+// took six, a release four where it took eight (BenchmarkSagaTx). Each round trip costs the
+// flight process and PostgreSQL a write, a read and a wake-up, which is most of what a short
+// statement costs them here, and every one under a flight's lock keeps that flight's other
+// bookings waiting (docs/performance.md).
 type InventoryTx struct {
 	inv  *Inventory
 	conn *pgxpool.Conn
@@ -36,6 +38,10 @@ type InventoryTx struct {
 	// sends them first, so that it sees them.
 	later pgx.Batch
 	out   []outbox.Message
+	// holds are the hold requests the next inbox claim reads for (PrepareHolds), and read
+	// is what it read, for the HoldBatch that follows; any other statement drops it.
+	holds []flight.HoldRequest
+	read  *holdRead
 }
 
 // InTx runs fn in one transaction, and retries it as InTx does.
@@ -70,6 +76,7 @@ func (inv *Inventory) runTx(ctx context.Context, fn func(*InventoryTx) error) er
 // begun returns the transaction for a statement to run in, beginning it if no statement has
 // been sent yet, and sending the writes queued for the COMMIT if there are any.
 func (t *InventoryTx) begun(ctx context.Context) (pgx.Tx, error) {
+	t.read = nil
 	if t.tx == nil {
 		t.open = true
 		tx, err := t.conn.Begin(ctx)
@@ -167,39 +174,55 @@ func (t *InventoryTx) ClaimAll(ctx context.Context, consumer string, msgIDs []st
 }
 
 // claim inserts msgIDs into the inbox and returns the ones that were not there. As a
-// transaction's first statement it goes in one round trip with BEGIN.
+// transaction's first statement it goes in one round trip with BEGIN; the reads PrepareHolds
+// asked for go in the same round trip, after it.
 func (t *InventoryTx) claim(ctx context.Context, consumer string, msgIDs []string) ([]string, error) {
 	const insert = `
 		INSERT INTO inbox (consumer, msg_id)
 		SELECT $1, id FROM unnest($2::text[]) WITH ORDINALITY AS m(id, n) ORDER BY n
 		ON CONFLICT (consumer, msg_id) DO NOTHING
 		RETURNING msg_id`
-	if t.tx != nil {
-		tx, err := t.begun(ctx) // sends the writes queued so far first
-		if err != nil {
-			return nil, err
-		}
-		rows, err := tx.Query(ctx, insert, consumer, msgIDs)
-		if err != nil {
-			return nil, err
-		}
-		return pgx.CollectRows(rows, pgx.RowTo[string])
-	}
 	var b pgx.Batch
-	b.BeginTx(pgx.TxOptions{})
+	if t.tx == nil {
+		b.BeginTx(pgx.TxOptions{})
+	}
 	var claimed []string
 	b.Queue(insert, consumer, msgIDs).Query(func(rows pgx.Rows) error {
 		var err error
 		claimed, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		return err
 	})
-	t.open = true
-	br := t.conn.SendBatch(ctx, &b)
-	t.tx = br.Tx()
-	if err := br.Close(); err != nil {
-		return nil, err
+	// The claim goes first: every transaction claims before it locks a flight, so two
+	// cannot wait for each other's rows in a cycle.
+	read := queueHoldRead(&b, t.holds)
+	t.holds = nil
+	if t.tx != nil {
+		tx, err := t.begun(ctx) // sends the writes queued so far first
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return nil, err
+		}
+	} else {
+		t.open = true
+		br := t.conn.SendBatch(ctx, &b)
+		t.tx = br.Tx()
+		if err := br.Close(); err != nil {
+			return nil, err
+		}
 	}
+	t.read = read
 	return claimed, nil
+}
+
+// PrepareHolds asks the transaction's next inbox claim to take, in its round trip, what a
+// HoldBatch of reqs (or of some of them) reads first: the flights' row locks and the
+// bookings' recorded outcomes. A batch of holds then takes two round trips instead of three,
+// and holds its flights' locks for one. If anything but that HoldBatch comes between, the
+// HoldBatch reads again.
+func (t *InventoryTx) PrepareHolds(reqs []flight.HoldRequest) {
+	t.holds = reqs
 }
 
 // Hold is Inventory.HoldTx in this transaction.
@@ -216,11 +239,12 @@ func (t *InventoryTx) Hold(ctx context.Context, req flight.HoldRequest) (flight.
 // recorded one of the bookings first, the COMMIT fails with the serialization failure
 // HoldBatchTx would have returned, and InTx runs the transaction again.
 func (t *InventoryTx) HoldBatch(ctx context.Context, reqs []flight.HoldRequest) ([]flight.Hold, error) {
+	read := t.read
 	tx, err := t.begun(ctx)
 	if err != nil {
 		return nil, err
 	}
-	hs, err := t.inv.holdTx(ctx, tx, reqs, &t.later)
+	hs, err := t.inv.holdTx(ctx, tx, reqs, &t.later, read)
 	if err != nil {
 		return nil, fmt.Errorf("hold %d bookings: %w", len(reqs), err)
 	}

@@ -171,3 +171,79 @@ func TestInventoryTxSeesItsOwnHolds(t *testing.T) {
 		t.Errorf("counts %+v, want 3 sold", c)
 	}
 }
+
+// TestPreparedHolds: the reads PrepareHolds sends with the inbox claim serve the HoldBatch that
+// follows, and only it. A HoldBatch for a booking they did not read, or one after another
+// statement changed what they read, must read again: deciding on the stale read would hold
+// seats twice for a booking or fail the transaction on every retry.
+func TestPreparedHolds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newInventoryTestDB(t)
+	inv := postgres.NewInventory(pool)
+	f := seedFlight(t, pool, 20, time.Now().Add(48*time.Hour), "scheduled")
+	other := seedFlight(t, pool, 20, time.Now().Add(48*time.Hour), "scheduled")
+
+	tests := []struct {
+		name       string
+		redelivery bool // x was held before, in a transaction of its own
+		// between runs after the claim and before the HoldBatch of x, y.
+		between  func(tx *postgres.InventoryTx, x string) error
+		prepared func(x, y string) []flight.HoldRequest
+	}{
+		{"covered", false, nil, func(x, y string) []flight.HoldRequest {
+			return []flight.HoldRequest{{BookingID: y, FlightID: f, Seats: 1}, {BookingID: x, FlightID: f, Seats: 2}}
+		}},
+		{"covered redelivery", true, nil, func(x, y string) []flight.HoldRequest {
+			return []flight.HoldRequest{{BookingID: y, FlightID: f, Seats: 1}, {BookingID: x, FlightID: f, Seats: 2}}
+		}},
+		{"booking not read", true, nil, func(x, y string) []flight.HoldRequest {
+			return []flight.HoldRequest{{BookingID: y, FlightID: f, Seats: 1}}
+		}},
+		{"flight not read", false, nil, func(x, y string) []flight.HoldRequest {
+			return []flight.HoldRequest{{BookingID: y, FlightID: other, Seats: 1}, {BookingID: x, FlightID: other, Seats: 2}}
+		}},
+		{"hold between", false, func(tx *postgres.InventoryTx, x string) error {
+			_, err := tx.Hold(ctx, flight.HoldRequest{BookingID: x, FlightID: f, Seats: 2})
+			return err
+		}, func(x, y string) []flight.HoldRequest {
+			return []flight.HoldRequest{{BookingID: y, FlightID: f, Seats: 1}, {BookingID: x, FlightID: f, Seats: 2}}
+		}},
+	}
+	held := 0
+	for _, tt := range tests {
+		x, y := uuid.NewString(), uuid.NewString()
+		if tt.redelivery {
+			if h, err := inv.Hold(ctx, flight.HoldRequest{BookingID: x, FlightID: f, Seats: 2}); err != nil || !h.Held() {
+				t.Fatalf("%s: first hold: %+v %v", tt.name, h, err)
+			}
+		}
+		runs := 0
+		var hs []flight.Hold
+		err := inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+			runs++
+			tx.PrepareHolds(tt.prepared(x, y))
+			if _, err := tx.ClaimAll(ctx, "flight.seat-hold", []string{uuid.NewString()}); err != nil {
+				return err
+			}
+			if tt.between != nil {
+				if err := tt.between(tx, x); err != nil {
+					return err
+				}
+			}
+			var err error
+			hs, err = tx.HoldBatch(ctx, []flight.HoldRequest{{BookingID: x, FlightID: f, Seats: 2}, {BookingID: y, FlightID: f, Seats: 1}})
+			return err
+		})
+		if err != nil || runs != 1 {
+			t.Fatalf("%s: %v after %d runs", tt.name, err, runs)
+		}
+		if !hs[0].Held() || hs[0].Seats != 2 || !hs[1].Held() {
+			t.Errorf("%s: answered %+v", tt.name, hs)
+		}
+		held += 3
+		if c := audit(t, inv, f); c.Held != held || c.Available != 20-held {
+			t.Fatalf("%s: counts %+v, want %d held", tt.name, c, held)
+		}
+	}
+}
