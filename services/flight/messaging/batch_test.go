@@ -438,3 +438,75 @@ func TestCommandBatchIsolatesABadMessage(t *testing.T) {
 		r.audit(t, f)
 	})
 }
+
+// TestConfirmBatch lines up a batch of nothing but confirms, which the PostgreSQL store
+// confirms in its inbox claim's round trip: a redelivery of a confirm already done, bookings
+// confirmed once, a delivery handed over twice, and one booking confirmed by two messages.
+// The batch must not fail, each booking's seats are sold once, and each new message replies
+// once.
+func TestConfirmBatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, r *rig) {
+		ctx := context.Background()
+		f := r.seedFlight(t, 20)
+		var holds []consumer.Delivery
+		for range 8 {
+			holds = append(holds, r.holdDelivery(t, f))
+		}
+		testenv.Fatal(t, "hold", r.handlers.HoldTogether(ctx, holds))
+		booked := make([]string, len(holds))
+		for i, d := range holds {
+			ev, err := events.DecodeAs[events.SeatHoldRequested](d.Subject, d.Header, d.Data)
+			testenv.Fatal(t, "decode", err)
+			booked[i] = ev.BookingID
+		}
+		confirm := func(i int) consumer.Delivery {
+			return delivery(t, r.booking, events.SeatsConfirmRequested{BookingID: booked[i], FlightID: f, Seats: 1})
+		}
+		done := confirm(0)
+		testenv.Fatal(t, "first confirm", r.handlers.Confirm(ctx, done))
+
+		gate, err := r.db.BeginTx(ctx, nil)
+		testenv.Fatal(t, "begin gate", err)
+		defer gate.Rollback() //nolint:errcheck // released below; this only covers a failed test
+		testenv.Fatal(t, "lock flight", r.backend.lock(ctx, gate, f))
+		opened := make(chan error, 1)
+		go func() { opened <- r.handlers.Confirm(ctx, confirm(1)) }()
+		require.Eventually(t, func() bool { q, busy := r.handlers.PendingCommands(f); return busy && q == 0 }, 10*time.Second, time.Millisecond,
+			"the opening confirm's batch did not start")
+
+		redelivered := done
+		redelivered.Attempt = 2
+		twice := confirm(5)
+		ds := []consumer.Delivery{redelivered, confirm(2), confirm(3), twice, confirm(4), twice, confirm(6), confirm(6)}
+		errs := make([]error, len(ds))
+		var wg sync.WaitGroup
+		for i, d := range ds {
+			wg.Go(func() { errs[i] = consumer.Invoke(ctx, r.handlers.Confirm, d) })
+		}
+		require.Eventually(t, func() bool { q, _ := r.handlers.PendingCommands(f); return q == len(ds) }, 10*time.Second, time.Millisecond,
+			"the confirms did not queue behind the running batch")
+		testenv.Fatal(t, "release flight", gate.Rollback())
+		wg.Wait()
+		testenv.Fatal(t, "opening confirm", <-opened)
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("confirm %d: %v", i, err)
+			}
+		}
+		if n := r.logs.count("batch failed; handling alone"); n != 0 {
+			t.Errorf("%d messages were handled alone after their batch failed", n)
+		}
+		c, err := r.inv.SeatCounts(ctx, f)
+		testenv.Fatal(t, "seat counts", err)
+		if c.Sold != 7 || c.Held != 1 || c.Available != 12 {
+			t.Fatalf("seats %+v, want 7 sold, 1 held", c)
+		}
+		var replies int
+		testenv.Fatal(t, "count replies", r.db.QueryRowContext(ctx,
+			`SELECT count(*) FROM outbox WHERE subject LIKE '%.seats-confirmed'`).Scan(&replies))
+		if replies != 8 { // bookings 0 to 5 once each, booking 6 once per message
+			t.Fatalf("%d SeatsConfirmed replies, want 8", replies)
+		}
+		r.audit(t, f)
+	})
+}

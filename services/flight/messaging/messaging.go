@@ -115,9 +115,10 @@ func decode[E events.Event](d consumer.Delivery) (E, error) {
 // command is one delivery waiting for its flight's batch: fn does its work in the batch's
 // transaction, under the message's inbox claim, and returns the replies to queue.
 type command struct {
-	route string
-	d     consumer.Delivery
-	fn    work
+	route   string
+	d       consumer.Delivery
+	booking string // the booking the command is for
+	fn      work
 }
 
 // work is a command's part of a batch's transaction. It returns the replies to queue and,
@@ -134,8 +135,8 @@ const maxCommandBatch = 64
 // share the next transaction (groupcommit, keyed by flight); as for holds, a failed batch is
 // retried message by message, so that only a message that fails alone is redelivered or
 // dead-lettered.
-func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery, flightID int64, fn work) error {
-	c := command{route: route, d: d, fn: fn}
+func (h *Handlers) handle(ctx context.Context, route string, d consumer.Delivery, flightID int64, booking string, fn work) error {
+	c := command{route: route, d: d, booking: booking, fn: fn}
 	shared, err := h.commands.Do(ctx, flightID, c)
 	if err != nil && shared && ctx.Err() == nil {
 		h.log.Warn("batch failed; handling alone", "route", route, "msg_id", d.ID, "flight_id", flightID, "error", err)
@@ -158,6 +159,7 @@ func (h *Handlers) commandBatch(ctx context.Context, cmds []command) error {
 	err := h.inTx(ctx, func(tx Tx) error {
 		committed = committed[:0] // inTx may run this again
 		var msgs []outbox.Message
+		prepareConfirms(tx, cmds)
 		first, err := claimCommands(ctx, tx, cmds)
 		if err != nil {
 			return err
@@ -202,6 +204,31 @@ func (h *Handlers) commandBatch(ctx context.Context, cmds []command) error {
 	return nil
 }
 
+// confirmPreparer is a Tx that can confirm bookings in the round trip of the inbox claim
+// before their Confirm calls, which then need none. postgres.InventoryTx is one.
+type confirmPreparer interface {
+	PrepareConfirms(bookingIDs []string)
+}
+
+// prepareConfirms lets tx confirm a batch of confirms with its inbox claim. Only a batch of
+// nothing but confirms: the claim confirms ahead of the batch's order, which a release of the
+// same booking in the batch would see. (A confirm is idempotent and final, so confirming the
+// booking of a message the claim finds already processed changes nothing.)
+func prepareConfirms(tx Tx, cmds []command) {
+	p, ok := tx.(confirmPreparer)
+	if !ok {
+		return
+	}
+	bookings := make([]string, len(cmds))
+	for i, c := range cmds {
+		if c.route != RouteConfirm {
+			return
+		}
+		bookings[i] = c.booking
+	}
+	p.PrepareConfirms(bookings)
+}
+
 // claimCommands claims every command's message in the inbox with one statement per route
 // (a batch holds releases and confirms), and reports which were claimed for the first time.
 func claimCommands(ctx context.Context, tx Tx, cmds []command) ([]bool, error) {
@@ -244,7 +271,7 @@ func (h *Handlers) Hold(ctx context.Context, d consumer.Delivery) error {
 
 // holdOne decides one hold in its own transaction.
 func (h *Handlers) holdOne(ctx context.Context, d consumer.Delivery, ev events.SeatHoldRequested) error {
-	err := h.commandBatch(ctx, []command{{route: RouteHold, d: d, fn: func(ctx context.Context, tx Tx) ([]events.Event, func(), error) {
+	err := h.commandBatch(ctx, []command{{route: RouteHold, d: d, booking: ev.BookingID, fn: func(ctx context.Context, tx Tx) ([]events.Event, func(), error) {
 		res, err := tx.Hold(ctx, flight.HoldRequest{BookingID: ev.BookingID, FlightID: ev.FlightID, Seats: ev.Seats})
 		if err != nil {
 			return nil, nil, err
@@ -287,7 +314,7 @@ func (h *Handlers) Release(ctx context.Context, d consumer.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return h.handle(ctx, RouteRelease, d, ev.FlightID, func(ctx context.Context, tx Tx) ([]events.Event, func(), error) {
+	return h.handle(ctx, RouteRelease, d, ev.FlightID, ev.BookingID, func(ctx context.Context, tx Tx) ([]events.Event, func(), error) {
 		res, err := tx.Release(ctx, ev.BookingID, ev.FlightID)
 		if err != nil {
 			return nil, nil, err
@@ -304,7 +331,7 @@ func (h *Handlers) Confirm(ctx context.Context, d consumer.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return h.handle(ctx, RouteConfirm, d, ev.FlightID, func(ctx context.Context, tx Tx) ([]events.Event, func(), error) {
+	return h.handle(ctx, RouteConfirm, d, ev.FlightID, ev.BookingID, func(ctx context.Context, tx Tx) ([]events.Event, func(), error) {
 		log := h.log.With("booking_id", ev.BookingID, "flight_id", ev.FlightID)
 		res, err := tx.Confirm(ctx, ev.BookingID)
 		if errors.Is(err, flight.ErrHoldReleased) {

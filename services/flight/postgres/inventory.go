@@ -423,11 +423,23 @@ func (inv *Inventory) ConfirmTx(ctx context.Context, tx pgx.Tx, bookingID string
 		h  flight.Hold
 		ok bool
 	)
-	b.Queue(lockHoldFlightQuery, bookingID)
-	queueOneHold(&b, sellHoldQuery, bookingID, &h, &ok)
+	queueConfirm(&b, bookingID, &h, &ok)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return flight.Hold{}, fmt.Errorf("confirm %s: sell hold: %w", bookingID, err)
 	}
+	return confirmed(bookingID, h, ok)
+}
+
+// queueConfirm queues in b ConfirmTx's two statements for bookingID; once b is sent, h and ok
+// are the hold as it was before, for confirmed.
+func queueConfirm(b *pgx.Batch, bookingID string, h *flight.Hold, ok *bool) {
+	b.Queue(lockHoldFlightQuery, bookingID)
+	queueOneHold(b, sellHoldQuery, bookingID, h, ok)
+}
+
+// confirmed is ConfirmTx's answer for a booking whose hold was h before the sale (ok false:
+// none).
+func confirmed(bookingID string, h flight.Hold, ok bool) (flight.Hold, error) {
 	if !ok {
 		return flight.Hold{}, fmt.Errorf("confirm %s: %w", bookingID, flight.ErrHoldNotFound)
 	}

@@ -130,7 +130,7 @@ func BenchmarkHoldBatch(b *testing.B) {
 // reports the round trips to PostgreSQL each took, counted by a pgx tracer, which unlike the
 // time per transaction does not depend on how busy the machine is.
 func BenchmarkSagaTx(b *testing.B) {
-	for _, op := range []string{"hold", "prepared-hold", "confirm", "release"} {
+	for _, op := range []string{"hold", "prepared-hold", "confirm", "prepared-confirm", "release"} {
 		b.Run(op, func(b *testing.B) {
 			ctx := context.Background()
 			cfg := newInventoryTestDB(b).Config()
@@ -163,7 +163,7 @@ func BenchmarkSagaTx(b *testing.B) {
 				return err
 			})
 			// As the hold handler does it: the hold's reads ride with the claim.
-			prepared := func(booking string) error {
+			preparedHold := func(booking string) error {
 				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
 					req := flight.HoldRequest{BookingID: booking, FlightID: f, Seats: 1}
 					tx.PrepareHolds([]flight.HoldRequest{req})
@@ -180,6 +180,18 @@ func BenchmarkSagaTx(b *testing.B) {
 				_, err := tx.Confirm(ctx, booking)
 				return err
 			})
+			preparedConfirm := func(booking string) error {
+				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+					tx.PrepareConfirms([]string{booking})
+					if _, err := tx.ClaimAll(ctx, "flight.seats-confirm", []string{uuid.NewString()}); err != nil {
+						return err
+					}
+					if _, err := tx.Confirm(ctx, booking); err != nil {
+						return err
+					}
+					return tx.Queue(ctx, reply(booking))
+				})
+			}
 			release := sagaTx("flight.seat-release", func(tx *postgres.InventoryTx, booking string) error {
 				_, err := tx.Release(ctx, booking, f)
 				return err
@@ -191,7 +203,7 @@ func BenchmarkSagaTx(b *testing.B) {
 					testenv.Fatal(b, "hold", hold(bookings[i]))
 				}
 			}
-			run := map[string]func(string) error{"hold": hold, "prepared-hold": prepared, "confirm": confirm, "release": release}[op]
+			run := map[string]func(string) error{"hold": hold, "prepared-hold": preparedHold, "confirm": confirm, "prepared-confirm": preparedConfirm, "release": release}[op]
 			// The first transaction prepares the statements, which later ones reuse.
 			testenv.Fatal(b, op, run(bookings[b.N]))
 			trips.n.Store(0)

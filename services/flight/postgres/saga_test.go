@@ -247,3 +247,64 @@ func TestPreparedHolds(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparedConfirms: the confirms PrepareConfirms sends with the inbox claim answer each
+// booking's Confirm as ConfirmTx would have (sold, already sold, released, never held), and a
+// release in between makes Confirm ask again rather than answer from before it. An id that is
+// not a UUID is left out rather than failing the claim.
+func TestPreparedConfirms(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newInventoryTestDB(t)
+	inv := postgres.NewInventory(pool)
+	f := seedFlight(t, pool, 20, time.Now().Add(48*time.Hour), "scheduled")
+	hold := func(seats int) string {
+		id := uuid.NewString()
+		if h, err := inv.Hold(ctx, flight.HoldRequest{BookingID: id, FlightID: f, Seats: seats}); err != nil || !h.Held() {
+			t.Fatalf("hold: %+v %v", h, err)
+		}
+		return id
+	}
+	held, sold, released, never, releasedBetween := hold(2), hold(1), hold(4), uuid.NewString(), hold(3)
+	_, err := inv.Confirm(ctx, sold)
+	testenv.Fatal(t, "confirm", err)
+	_, err = inv.Release(ctx, released, f)
+	testenv.Fatal(t, "release", err)
+
+	runs := 0
+	err = inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+		runs++
+		tx.PrepareConfirms([]string{held, sold, released, never, releasedBetween, "not-a-uuid"})
+		if _, err := tx.ClaimAll(ctx, "flight.seats-confirm", []string{uuid.NewString()}); err != nil {
+			return err
+		}
+		for _, c := range []struct {
+			name, booking string
+			seats         int
+			want          error
+		}{
+			{"held", held, 2, nil},
+			{"sold", sold, 1, nil},
+			{"released", released, 0, flight.ErrHoldReleased},
+			{"never held", never, 0, flight.ErrHoldNotFound},
+		} {
+			h, err := tx.Confirm(ctx, c.booking)
+			if !errors.Is(err, c.want) || (c.want == nil && (h.Status != flight.HoldSold || h.Seats != c.seats)) {
+				t.Errorf("%s: confirm answered %+v, %v; want %d seats sold or %v", c.name, h, err, c.seats, c.want)
+			}
+		}
+		if _, err := tx.Release(ctx, releasedBetween, f); err != nil {
+			return err
+		}
+		if _, err := tx.Confirm(ctx, releasedBetween); !errors.Is(err, flight.ErrHoldReleased) {
+			t.Errorf("a confirm after a release in the same transaction answered %v, want %v", err, flight.ErrHoldReleased)
+		}
+		return nil
+	})
+	if err != nil || runs != 1 {
+		t.Fatalf("transaction: %v after %d runs", err, runs)
+	}
+	if c := audit(t, inv, f); c.Sold != 3 || c.Held != 0 || c.Available != 17 {
+		t.Errorf("counts %+v, want 3 sold and the rest available", c)
+	}
+}
