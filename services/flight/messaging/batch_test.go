@@ -85,6 +85,52 @@ func (r *rig) lineUp(t *testing.T, flightID int64, ds []consumer.Delivery, ctxs 
 	return errs, <-opened
 }
 
+// heldBookings holds one seat on flightID for each of n new bookings, in one batch, and
+// returns their ids.
+func (r *rig) heldBookings(t *testing.T, flightID int64, n int) []string {
+	t.Helper()
+	holds := make([]consumer.Delivery, n)
+	for i := range holds {
+		holds[i] = r.holdDelivery(t, flightID)
+	}
+	testenv.Fatal(t, "hold", r.handlers.HoldTogether(context.Background(), holds))
+	ids := make([]string, n)
+	for i, d := range holds {
+		ev, err := events.DecodeAs[events.SeatHoldRequested](d.Subject, d.Header, d.Data)
+		testenv.Fatal(t, "decode", err)
+		ids[i] = ev.BookingID
+	}
+	return ids
+}
+
+// lineUpCommands is lineUp for releases and confirms: with flightID's row locked, opening
+// starts a batch that waits for the lock, ds are handed to their handlers so that they queue
+// behind it, and the lock is let go once all of them are queued. It returns the error each of
+// ds got, in order, and opening's.
+func (r *rig) lineUpCommands(t *testing.T, flightID int64, opening func() error, ds []consumer.Delivery, handler func(consumer.Delivery) consumer.Handler) (errs []error, opened error) {
+	t.Helper()
+	ctx := context.Background()
+	gate, err := r.db.BeginTx(ctx, nil)
+	testenv.Fatal(t, "begin gate", err)
+	defer gate.Rollback() //nolint:errcheck // released below; this only covers a failed test
+	testenv.Fatal(t, "lock flight", r.backend.lock(ctx, gate, flightID))
+	first := make(chan error, 1)
+	go func() { first <- opening() }()
+	require.Eventually(t, func() bool { q, busy := r.handlers.PendingCommands(flightID); return busy && q == 0 }, 10*time.Second, time.Millisecond,
+		"the opening command's batch did not start")
+
+	errs = make([]error, len(ds))
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() { errs[i] = consumer.Invoke(ctx, handler(d), d) })
+	}
+	require.Eventually(t, func() bool { q, _ := r.handlers.PendingCommands(flightID); return q == len(ds) }, 10*time.Second, time.Millisecond,
+		"the messages did not queue behind the running batch")
+	testenv.Fatal(t, "release flight", gate.Rollback())
+	wg.Wait()
+	return errs, <-first
+}
+
 // TestHoldBatchesOnAHotFlight is a sell-out: 300 bookings want the 100 seats of one flight,
 // and every request is delivered twice at once. Exactly 100 are held and 200 rejected, each
 // booking gets one reply, and the flight's counters add up.
@@ -360,28 +406,7 @@ func TestCommandBatchIsolatesABadMessage(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, r *rig) {
 		ctx := context.Background()
 		f := r.seedFlight(t, 20)
-		var holds []consumer.Delivery
-		for range 10 {
-			holds = append(holds, r.holdDelivery(t, f))
-		}
-		testenv.Fatal(t, "hold", r.handlers.HoldTogether(ctx, holds))
-		booked := make([]string, len(holds))
-		for i, d := range holds {
-			ev, err := events.DecodeAs[events.SeatHoldRequested](d.Subject, d.Header, d.Data)
-			testenv.Fatal(t, "decode", err)
-			booked[i] = ev.BookingID
-		}
-
-		gate, err := r.db.BeginTx(ctx, nil)
-		testenv.Fatal(t, "begin gate", err)
-		defer gate.Rollback() //nolint:errcheck // released below; this only covers a failed test
-		testenv.Fatal(t, "lock flight", r.backend.lock(ctx, gate, f))
-		opened := make(chan error, 1)
-		go func() {
-			opened <- r.handlers.Release(ctx, delivery(t, r.booking, events.SeatReleaseRequested{BookingID: booked[0], FlightID: f, Seats: 1, Reason: events.ReleaseCancelled}))
-		}()
-		require.Eventually(t, func() bool { q, busy := r.handlers.PendingCommands(f); return busy && q == 0 }, 10*time.Second, time.Millisecond,
-			"the opening release's batch did not start")
+		booked := r.heldBookings(t, f, 10)
 
 		var ds []consumer.Delivery
 		handlers := map[string]consumer.Handler{}
@@ -399,16 +424,10 @@ func TestCommandBatchIsolatesABadMessage(t *testing.T) {
 		handlers[bad.ID] = r.handlers.Confirm
 		ds = append(ds[:5:5], append([]consumer.Delivery{bad}, ds[5:]...)...)
 
-		errs := make([]error, len(ds))
-		var wg sync.WaitGroup
-		for i, d := range ds {
-			wg.Go(func() { errs[i] = consumer.Invoke(ctx, handlers[d.ID], d) })
-		}
-		require.Eventually(t, func() bool { q, _ := r.handlers.PendingCommands(f); return q == len(ds) }, 10*time.Second, time.Millisecond,
-			"the messages did not queue behind the running batch")
-		testenv.Fatal(t, "release flight", gate.Rollback())
-		wg.Wait()
-		testenv.Fatal(t, "opening release", <-opened)
+		errs, opened := r.lineUpCommands(t, f, func() error {
+			return r.handlers.Release(ctx, delivery(t, r.booking, events.SeatReleaseRequested{BookingID: booked[0], FlightID: f, Seats: 1, Reason: events.ReleaseCancelled}))
+		}, ds, func(d consumer.Delivery) consumer.Handler { return handlers[d.ID] })
+		testenv.Fatal(t, "opening release", opened)
 		for i, err := range errs {
 			switch {
 			case ds[i].ID == bad.ID && !consumer.IsPermanent(err):
@@ -448,46 +467,20 @@ func TestConfirmBatch(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, r *rig) {
 		ctx := context.Background()
 		f := r.seedFlight(t, 20)
-		var holds []consumer.Delivery
-		for range 8 {
-			holds = append(holds, r.holdDelivery(t, f))
-		}
-		testenv.Fatal(t, "hold", r.handlers.HoldTogether(ctx, holds))
-		booked := make([]string, len(holds))
-		for i, d := range holds {
-			ev, err := events.DecodeAs[events.SeatHoldRequested](d.Subject, d.Header, d.Data)
-			testenv.Fatal(t, "decode", err)
-			booked[i] = ev.BookingID
-		}
+		booked := r.heldBookings(t, f, 8)
 		confirm := func(i int) consumer.Delivery {
 			return delivery(t, r.booking, events.SeatsConfirmRequested{BookingID: booked[i], FlightID: f, Seats: 1})
 		}
 		done := confirm(0)
 		testenv.Fatal(t, "first confirm", r.handlers.Confirm(ctx, done))
 
-		gate, err := r.db.BeginTx(ctx, nil)
-		testenv.Fatal(t, "begin gate", err)
-		defer gate.Rollback() //nolint:errcheck // released below; this only covers a failed test
-		testenv.Fatal(t, "lock flight", r.backend.lock(ctx, gate, f))
-		opened := make(chan error, 1)
-		go func() { opened <- r.handlers.Confirm(ctx, confirm(1)) }()
-		require.Eventually(t, func() bool { q, busy := r.handlers.PendingCommands(f); return busy && q == 0 }, 10*time.Second, time.Millisecond,
-			"the opening confirm's batch did not start")
-
 		redelivered := done
 		redelivered.Attempt = 2
 		twice := confirm(5)
 		ds := []consumer.Delivery{redelivered, confirm(2), confirm(3), twice, confirm(4), twice, confirm(6), confirm(6)}
-		errs := make([]error, len(ds))
-		var wg sync.WaitGroup
-		for i, d := range ds {
-			wg.Go(func() { errs[i] = consumer.Invoke(ctx, r.handlers.Confirm, d) })
-		}
-		require.Eventually(t, func() bool { q, _ := r.handlers.PendingCommands(f); return q == len(ds) }, 10*time.Second, time.Millisecond,
-			"the confirms did not queue behind the running batch")
-		testenv.Fatal(t, "release flight", gate.Rollback())
-		wg.Wait()
-		testenv.Fatal(t, "opening confirm", <-opened)
+		errs, opened := r.lineUpCommands(t, f, func() error { return r.handlers.Confirm(ctx, confirm(1)) },
+			ds, func(consumer.Delivery) consumer.Handler { return r.handlers.Confirm })
+		testenv.Fatal(t, "opening confirm", opened)
 		for i, err := range errs {
 			if err != nil {
 				t.Errorf("confirm %d: %v", i, err)
