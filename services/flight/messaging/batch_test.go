@@ -55,19 +55,35 @@ func (r *rig) audit(t *testing.T, flightID int64) {
 // lineUp makes the deliveries ds one batch: it locks the flight row, lets an opening hold
 // start a batch that waits for the lock, hands ds to Hold while that batch waits, so that
 // they queue behind it, and lets go of the lock once all of them are queued. It returns
-// the error each of ds got, in order, and the opening hold's error.
+// the error each of ds got, in order, and the opening hold's error. ctxs[i], if given, is
+// the context ds[i] is handled in.
 func (r *rig) lineUp(t *testing.T, flightID int64, ds []consumer.Delivery, ctxs ...context.Context) (errs []error, opening error) {
+	t.Helper()
+	return r.queueBehind(t, flightID, r.handlers.Pending,
+		func() error { return r.handlers.Hold(context.Background(), r.holdDelivery(t, flightID)) },
+		ds, func(consumer.Delivery) consumer.Handler { return r.handlers.Hold }, ctxs)
+}
+
+// lineUpCommands is lineUp for releases and confirms, with opening as the command that
+// starts the batch and handler choosing each delivery's handler.
+func (r *rig) lineUpCommands(t *testing.T, flightID int64, opening func() error, ds []consumer.Delivery, handler func(consumer.Delivery) consumer.Handler) (errs []error, opened error) {
+	t.Helper()
+	return r.queueBehind(t, flightID, r.handlers.PendingCommands, opening, ds, handler, nil)
+}
+
+// queueBehind is lineUp's and lineUpCommands' work; pending reports the batcher's queue.
+func (r *rig) queueBehind(t *testing.T, flightID int64, pending func(int64) (int, bool), opening func() error,
+	ds []consumer.Delivery, handler func(consumer.Delivery) consumer.Handler, ctxs []context.Context) (errs []error, opened error) {
 	t.Helper()
 	ctx := context.Background()
 	gate, err := r.db.BeginTx(ctx, nil)
 	testenv.Fatal(t, "begin gate", err)
 	defer gate.Rollback() //nolint:errcheck // released below; this only covers a failed test
 	testenv.Fatal(t, "lock flight", r.backend.lock(ctx, gate, flightID))
-
-	opened := make(chan error, 1)
-	go func() { opened <- r.handlers.Hold(ctx, r.holdDelivery(t, flightID)) }()
-	require.Eventually(t, func() bool { q, busy := r.handlers.Pending(flightID); return busy && q == 0 }, 10*time.Second, time.Millisecond,
-		"the opening hold's batch did not start")
+	first := make(chan error, 1)
+	go func() { first <- opening() }()
+	require.Eventually(t, func() bool { q, busy := pending(flightID); return busy && q == 0 }, 10*time.Second, time.Millisecond,
+		"the opening batch did not start")
 
 	errs = make([]error, len(ds))
 	var wg sync.WaitGroup
@@ -76,13 +92,13 @@ func (r *rig) lineUp(t *testing.T, flightID int64, ds []consumer.Delivery, ctxs 
 		if i < len(ctxs) {
 			c = ctxs[i]
 		}
-		wg.Go(func() { errs[i] = consumer.Invoke(c, r.handlers.Hold, d) })
+		wg.Go(func() { errs[i] = consumer.Invoke(c, handler(d), d) })
 	}
-	require.Eventually(t, func() bool { q, _ := r.handlers.Pending(flightID); return q == len(ds) }, 10*time.Second, time.Millisecond,
-		"the holds did not queue behind the running batch")
+	require.Eventually(t, func() bool { q, _ := pending(flightID); return q == len(ds) }, 10*time.Second, time.Millisecond,
+		"the messages did not queue behind the running batch")
 	testenv.Fatal(t, "release flight", gate.Rollback())
 	wg.Wait()
-	return errs, <-opened
+	return errs, <-first
 }
 
 // heldBookings holds one seat on flightID for each of n new bookings, in one batch, and
@@ -101,34 +117,6 @@ func (r *rig) heldBookings(t *testing.T, flightID int64, n int) []string {
 		ids[i] = ev.BookingID
 	}
 	return ids
-}
-
-// lineUpCommands is lineUp for releases and confirms: with flightID's row locked, opening
-// starts a batch that waits for the lock, ds are handed to their handlers so that they queue
-// behind it, and the lock is let go once all of them are queued. It returns the error each of
-// ds got, in order, and opening's.
-func (r *rig) lineUpCommands(t *testing.T, flightID int64, opening func() error, ds []consumer.Delivery, handler func(consumer.Delivery) consumer.Handler) (errs []error, opened error) {
-	t.Helper()
-	ctx := context.Background()
-	gate, err := r.db.BeginTx(ctx, nil)
-	testenv.Fatal(t, "begin gate", err)
-	defer gate.Rollback() //nolint:errcheck // released below; this only covers a failed test
-	testenv.Fatal(t, "lock flight", r.backend.lock(ctx, gate, flightID))
-	first := make(chan error, 1)
-	go func() { first <- opening() }()
-	require.Eventually(t, func() bool { q, busy := r.handlers.PendingCommands(flightID); return busy && q == 0 }, 10*time.Second, time.Millisecond,
-		"the opening command's batch did not start")
-
-	errs = make([]error, len(ds))
-	var wg sync.WaitGroup
-	for i, d := range ds {
-		wg.Go(func() { errs[i] = consumer.Invoke(ctx, handler(d), d) })
-	}
-	require.Eventually(t, func() bool { q, _ := r.handlers.PendingCommands(flightID); return q == len(ds) }, 10*time.Second, time.Millisecond,
-		"the messages did not queue behind the running batch")
-	testenv.Fatal(t, "release flight", gate.Rollback())
-	wg.Wait()
-	return errs, <-first
 }
 
 // TestHoldBatchesOnAHotFlight is a sell-out: 300 bookings want the 100 seats of one flight,
