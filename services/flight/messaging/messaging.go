@@ -159,7 +159,7 @@ func (h *Handlers) commandBatch(ctx context.Context, cmds []command) error {
 	err := h.inTx(ctx, func(tx Tx) error {
 		committed = committed[:0] // inTx may run this again
 		var msgs []outbox.Message
-		prepareConfirms(tx, cmds)
+		prepareCommands(tx, cmds)
 		first, err := claimCommands(ctx, tx, cmds)
 		if err != nil {
 			return err
@@ -204,29 +204,37 @@ func (h *Handlers) commandBatch(ctx context.Context, cmds []command) error {
 	return nil
 }
 
-// confirmPreparer is a Tx that can confirm bookings in the round trip of the inbox claim
-// before their Confirm calls, which then need none. postgres.InventoryTx is one.
-type confirmPreparer interface {
+// commandPreparer is a Tx that can take, in the round trip of the inbox claim, what the
+// batch's releases read first and the batch's confirms whole, so that their calls after the
+// claim need no round trip of their own. postgres.InventoryTx is one.
+type commandPreparer interface {
+	PrepareReleases(bookingIDs []string)
 	PrepareConfirms(bookingIDs []string)
 }
 
-// prepareConfirms lets tx confirm a batch of confirms with its inbox claim. Only a batch of
-// nothing but confirms: the claim confirms ahead of the batch's order, which a release of the
-// same booking in the batch would see. (A confirm is idempotent and final, so confirming the
-// booking of a message the claim finds already processed changes nothing.)
-func prepareConfirms(tx Tx, cmds []command) {
-	p, ok := tx.(confirmPreparer)
+// prepareCommands lets tx prepare cmds with its inbox claim. Releases are only read, so any
+// batch's are prepared. Confirms only in a batch of nothing but confirms: the claim confirms
+// ahead of the batch's order, which a release of the same booking in the batch would see. (A
+// confirm is idempotent and final, so confirming the booking of a message the claim finds
+// already processed changes nothing.)
+func prepareCommands(tx Tx, cmds []command) {
+	p, ok := tx.(commandPreparer)
 	if !ok {
 		return
 	}
-	bookings := make([]string, len(cmds))
-	for i, c := range cmds {
-		if c.route != RouteConfirm {
-			return
+	var releases, confirms []string
+	for _, c := range cmds {
+		switch c.route {
+		case RouteRelease:
+			releases = append(releases, c.booking)
+		case RouteConfirm:
+			confirms = append(confirms, c.booking)
 		}
-		bookings[i] = c.booking
 	}
-	p.PrepareConfirms(bookings)
+	p.PrepareReleases(releases)
+	if len(confirms) == len(cmds) {
+		p.PrepareConfirms(confirms)
+	}
 }
 
 // claimCommands claims every command's message in the inbox with one statement per route

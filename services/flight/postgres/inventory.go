@@ -339,25 +339,15 @@ func holdsArgs(hs []flight.Hold) []any {
 // A booking that has a hold is released in two round trips: its flight's lock and the hold
 // read under it, then the seats given back and the hold marked released.
 func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string, flightID int64) (flight.Hold, error) {
-	var (
-		b      pgx.Batch
-		locked bool
-		h      flight.Hold
-		ok     bool
-	)
-	b.Queue(lockHoldFlightQuery, bookingID).QueryRow(func(row pgx.Row) error {
-		err := row.Scan(&flightID, nil)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		locked = err == nil
-		return err
-	})
-	queueOneHold(&b, getHoldQuery, bookingID, &h, &ok)
+	var b pgx.Batch
+	r := queueReleaseRead(&b, bookingID)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return flight.Hold{}, fmt.Errorf("release %s: lock the flight of the hold: %w", bookingID, err)
 	}
-	if !locked {
+	h, ok := r.h, r.ok
+	if r.locked {
+		flightID = r.flightID
+	} else {
 		// No hold when the flight's lock was sought, so none was taken, and a hold the read
 		// found after that was not read under its flight's lock: lock the flight named and
 		// read again.
@@ -383,6 +373,44 @@ func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string
 		}
 		return tomb, nil
 	}
+	b = pgx.Batch{}
+	h = queueGiveBack(&b, h)
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return flight.Hold{}, fmt.Errorf("release %s: return %d seats to flight %d: %w", bookingID, h.Seats, h.FlightID, err)
+		}
+	}
+	return h, nil
+}
+
+// releaseRead is what a release reads first: its hold's flight, locked, and then the hold.
+type releaseRead struct {
+	locked   bool  // the booking had a hold when its flight's lock was sought, and it is taken
+	flightID int64 // the hold's flight, if locked
+	h        flight.Hold
+	ok       bool // the hold read after the lock was there
+}
+
+// queueReleaseRead queues in b the statements of a release's first round trip and returns
+// the releaseRead they fill once b is sent.
+func queueReleaseRead(b *pgx.Batch, bookingID string) *releaseRead {
+	r := &releaseRead{}
+	b.Queue(lockHoldFlightQuery, bookingID).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&r.flightID, nil)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		r.locked = err == nil
+		return err
+	})
+	queueOneHold(b, getHoldQuery, bookingID, &r.h, &r.ok)
+	return r
+}
+
+// queueGiveBack queues in b the writes that release h, read under its flight's lock: its
+// seats back to the flight and the hold marked released. It returns the release's answer; a
+// hold already released or rejected queues nothing.
+func queueGiveBack(b *pgx.Batch, h flight.Hold) flight.Hold {
 	var column string
 	switch h.Status {
 	case flight.HoldHeld:
@@ -391,21 +419,17 @@ func (inv *Inventory) ReleaseTx(ctx context.Context, tx pgx.Tx, bookingID string
 		column = "sold_seats"
 	case flight.HoldRejected:
 		h.Seats = 0
-		return h, nil
+		return h
 	default: // already released
-		return h, nil
+		return h
 	}
-	b = pgx.Batch{}
 	b.Queue(`
 		UPDATE flights SET available_seats = available_seats + $2, `+column+` = `+column+` - $2,
 		       version = version + 1, updated_at = now()
 		WHERE id = $1`, h.FlightID, h.Seats)
-	b.Queue(setHoldStatusQuery, bookingID, string(flight.HoldReleased))
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return flight.Hold{}, fmt.Errorf("release %s: return %d seats to flight %d: %w", bookingID, h.Seats, h.FlightID, err)
-	}
+	b.Queue(setHoldStatusQuery, h.BookingID, string(flight.HoldReleased))
 	h.Status = flight.HoldReleased
-	return h, nil
+	return h
 }
 
 // ConfirmTx turns a booking's held seats into sold seats inside tx. Confirming twice returns

@@ -130,7 +130,7 @@ func BenchmarkHoldBatch(b *testing.B) {
 // reports the round trips to PostgreSQL each took, counted by a pgx tracer, which unlike the
 // time per transaction does not depend on how busy the machine is.
 func BenchmarkSagaTx(b *testing.B) {
-	for _, op := range []string{"hold", "prepared-hold", "confirm", "prepared-confirm", "release"} {
+	for _, op := range []string{"hold", "prepared-hold", "confirm", "prepared-confirm", "release", "prepared-release"} {
 		b.Run(op, func(b *testing.B) {
 			ctx := context.Background()
 			cfg := newInventoryTestDB(b).Config()
@@ -192,6 +192,18 @@ func BenchmarkSagaTx(b *testing.B) {
 					return tx.Queue(ctx, reply(booking))
 				})
 			}
+			preparedRelease := func(booking string) error {
+				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+					tx.PrepareReleases([]string{booking})
+					if _, err := tx.ClaimAll(ctx, "flight.seat-release", []string{uuid.NewString()}); err != nil {
+						return err
+					}
+					if _, err := tx.Release(ctx, booking, f); err != nil {
+						return err
+					}
+					return tx.Queue(ctx, reply(booking))
+				})
+			}
 			release := sagaTx("flight.seat-release", func(tx *postgres.InventoryTx, booking string) error {
 				_, err := tx.Release(ctx, booking, f)
 				return err
@@ -203,7 +215,7 @@ func BenchmarkSagaTx(b *testing.B) {
 					testenv.Fatal(b, "hold", hold(bookings[i]))
 				}
 			}
-			run := map[string]func(string) error{"hold": hold, "prepared-hold": preparedHold, "confirm": confirm, "prepared-confirm": preparedConfirm, "release": release}[op]
+			run := map[string]func(string) error{"hold": hold, "prepared-hold": preparedHold, "confirm": confirm, "prepared-confirm": preparedConfirm, "release": release, "prepared-release": preparedRelease}[op]
 			// The first transaction prepares the statements, which later ones reuse.
 			testenv.Fatal(b, op, run(bookings[b.N]))
 			trips.n.Store(0)

@@ -23,11 +23,12 @@ import (
 //
 // It sends a handler's statements in as few round trips as their results allow: BEGIN goes to
 // the server with the transaction's first statement, and a batch of holds' writes and the
-// outbox's rows with COMMIT, and a batch of holds' reads or a batch of confirms with its inbox
-// claim (PrepareHolds, PrepareConfirms). A batch of holds then takes two round trips where it
-// took seven, and holds its flights' row locks from the end of the first to the end of the
-// second; a batch of confirms takes two, where a lone confirm took six; a release takes four
-// where it took eight (BenchmarkSagaTx). Each round trip costs the
+// outbox's rows with COMMIT, and what a batch of holds or releases reads first, or a batch of
+// confirms whole, with its inbox claim (PrepareHolds, PrepareReleases, PrepareConfirms). A
+// batch of holds then takes two round trips where it took seven, and holds its flights' row
+// locks from the end of the first to the end of the second; a batch of confirms or of
+// releases takes two, where a lone confirm took six and a lone release eight
+// (BenchmarkSagaTx). Each round trip costs the
 // flight process and PostgreSQL a write, a read and a wake-up, which is most of what a short
 // statement costs them here, and every one under a flight's lock keeps that flight's other
 // bookings waiting (docs/performance.md).
@@ -49,6 +50,10 @@ type InventoryTx struct {
 	// batch of holds drops them.
 	confirms []string
 	sold     map[string]*prepared
+	// releases are the bookings the next inbox claim reads for a release (PrepareReleases),
+	// and released what it read; a hold, a confirm or a batch of holds drops them.
+	releases []string
+	released map[string]*releaseRead
 }
 
 // prepared is a booking's hold before PrepareConfirms sold it; ok is false when there was none.
@@ -216,6 +221,11 @@ func (t *InventoryTx) claim(ctx context.Context, consumer string, msgIDs []strin
 		sold[id] = p
 	}
 	t.confirms = nil
+	released := make(map[string]*releaseRead, len(t.releases))
+	for _, id := range t.releases {
+		released[id] = queueReleaseRead(&b, id)
+	}
+	t.releases = nil
 	if t.tx != nil {
 		tx, err := t.begun(ctx) // sends the writes queued so far first
 		if err != nil {
@@ -232,7 +242,7 @@ func (t *InventoryTx) claim(ctx context.Context, consumer string, msgIDs []strin
 			return nil, err
 		}
 	}
-	t.read, t.sold = read, sold
+	t.read, t.sold, t.released = read, sold, released
 	return claimed, nil
 }
 
@@ -267,9 +277,30 @@ func (t *InventoryTx) PrepareConfirms(bookingIDs []string) {
 	}
 }
 
+// PrepareReleases asks the transaction's next inbox claim to read, in its round trip, what a
+// Release of each of bookingIDs reads first: the hold's flight, locked, and the hold. A
+// Release that finds its read then queues its writes for the COMMIT, and a batch of releases
+// takes two round trips where it took two plus two a release. Ids that are not UUIDs are left
+// to Release. A hold, a confirm or a batch of holds in between makes the reads stale, and the
+// Releases after it read again.
+func (t *InventoryTx) PrepareReleases(bookingIDs []string) {
+	t.releases = t.releases[:0]
+	for _, id := range bookingIDs {
+		if _, err := uuid.Parse(id); err == nil {
+			t.releases = append(t.releases, id)
+		}
+	}
+}
+
+// stale drops what the claim read or did for later calls, once a statement that may change
+// the holds it covered has been sent.
+func (t *InventoryTx) stale() {
+	t.sold, t.released = nil, nil
+}
+
 // Hold is Inventory.HoldTx in this transaction.
 func (t *InventoryTx) Hold(ctx context.Context, req flight.HoldRequest) (flight.Hold, error) {
-	t.sold = nil
+	t.stale()
 	tx, err := t.begun(ctx)
 	if err != nil {
 		return flight.Hold{}, err
@@ -283,7 +314,7 @@ func (t *InventoryTx) Hold(ctx context.Context, req flight.HoldRequest) (flight.
 // HoldBatchTx would have returned, and InTx runs the transaction again.
 func (t *InventoryTx) HoldBatch(ctx context.Context, reqs []flight.HoldRequest) ([]flight.Hold, error) {
 	read := t.read
-	t.sold = nil
+	t.stale()
 	tx, err := t.begun(ctx)
 	if err != nil {
 		return nil, err
@@ -296,8 +327,17 @@ func (t *InventoryTx) HoldBatch(ctx context.Context, reqs []flight.HoldRequest) 
 }
 
 // Release is Inventory.ReleaseTx in this transaction.
+//
+// A release read by the claim, and still current, needs no round trip: its writes go with the
+// COMMIT (or before the transaction's next statement). A release changes only its own hold
+// and adds to its flight's counters, so it leaves the other bookings' reads current.
 func (t *InventoryTx) Release(ctx context.Context, bookingID string, flightID int64) (flight.Hold, error) {
 	t.sold = nil
+	r := t.released[bookingID]
+	delete(t.released, bookingID)
+	if r != nil && r.locked && r.ok {
+		return queueGiveBack(&t.later, r.h), nil
+	}
 	tx, err := t.begun(ctx)
 	if err != nil {
 		return flight.Hold{}, err
@@ -308,6 +348,7 @@ func (t *InventoryTx) Release(ctx context.Context, bookingID string, flightID in
 // Confirm is Inventory.ConfirmTx in this transaction, answered without a round trip when the
 // claim confirmed the booking (PrepareConfirms).
 func (t *InventoryTx) Confirm(ctx context.Context, bookingID string) (flight.Hold, error) {
+	t.released = nil
 	if p, ok := t.sold[bookingID]; ok {
 		delete(t.sold, bookingID) // the answer to the first Confirm only
 		return confirmed(bookingID, p.h, p.ok)

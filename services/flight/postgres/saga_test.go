@@ -308,3 +308,66 @@ func TestPreparedConfirms(t *testing.T) {
 		t.Errorf("counts %+v, want 3 sold and the rest available", c)
 	}
 }
+
+// TestPreparedReleases: releases read by PrepareReleases with the inbox claim give back what
+// ReleaseTx would (held seats, sold seats, nothing twice, a tombstone for a booking never
+// held), and a confirm in between makes the release read again rather than give back seats
+// from a hold that has changed.
+func TestPreparedReleases(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newInventoryTestDB(t)
+	inv := postgres.NewInventory(pool)
+	f := seedFlight(t, pool, 20, time.Now().Add(48*time.Hour), "scheduled")
+	hold := func(seats int) string {
+		id := uuid.NewString()
+		if h, err := inv.Hold(ctx, flight.HoldRequest{BookingID: id, FlightID: f, Seats: seats}); err != nil || !h.Held() {
+			t.Fatalf("hold: %+v %v", h, err)
+		}
+		return id
+	}
+	held, sold, released, never, confirmedBetween := hold(2), hold(1), hold(4), uuid.NewString(), hold(3)
+	_, err := inv.Confirm(ctx, sold)
+	testenv.Fatal(t, "confirm", err)
+	_, err = inv.Release(ctx, released, f)
+	testenv.Fatal(t, "release", err)
+
+	runs := 0
+	err = inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+		runs++
+		tx.PrepareReleases([]string{held, sold, released, never, confirmedBetween, "not-a-uuid"})
+		if _, err := tx.ClaimAll(ctx, "flight.seat-release", []string{uuid.NewString()}); err != nil {
+			return err
+		}
+		for _, c := range []struct {
+			name, booking string
+			seats         int
+		}{
+			{"held", held, 2},
+			{"sold", sold, 1},
+			{"released", released, 4}, // the first release's answer again
+			{"never held", never, 0},
+		} {
+			h, err := tx.Release(ctx, c.booking, f)
+			if err != nil || h.Status != flight.HoldReleased || h.Seats != c.seats {
+				t.Errorf("%s: release answered %+v, %v; want %d seats released", c.name, h, err, c.seats)
+			}
+		}
+		if _, err := tx.Confirm(ctx, confirmedBetween); err != nil {
+			return err
+		}
+		if h, err := tx.Release(ctx, confirmedBetween, f); err != nil || h.Seats != 3 {
+			t.Errorf("a release after a confirm in the same transaction answered %+v, %v", h, err)
+		}
+		return nil
+	})
+	if err != nil || runs != 1 {
+		t.Fatalf("transaction: %v after %d runs", err, runs)
+	}
+	if c := audit(t, inv, f); c.Available != 20 || c.Held != 0 || c.Sold != 0 {
+		t.Errorf("counts %+v, want every seat available", c)
+	}
+	if h, ok, err := inv.HoldOf(ctx, never); err != nil || !ok || h.Status != flight.HoldReleased {
+		t.Errorf("booking never held: %+v %v %v, want a tombstone", h, ok, err)
+	}
+}
