@@ -212,28 +212,30 @@ type commandPreparer interface {
 	PrepareConfirms(bookingIDs []string)
 }
 
-// prepareCommands lets tx prepare cmds with its inbox claim. Releases are only read, so any
-// batch's are prepared. Confirms only in a batch of nothing but confirms: the claim confirms
-// ahead of the batch's order, which a release of the same booking in the batch would see. (A
-// confirm is idempotent and final, so confirming the booking of a message the claim finds
-// already processed changes nothing.)
+// prepareCommands lets tx prepare cmds with its inbox claim, when they are all releases or
+// all confirms. A batch of both is claimed in two statements, one per route, and what the
+// first prepared would lock flights before the second claims: every transaction claims before
+// it locks, so that two cannot wait for each other's rows in a cycle. Confirms prepared ahead
+// of a release of the same booking would also see the batch out of order. (A confirm is
+// idempotent and final, so confirming the booking of a message the claim finds already
+// processed changes nothing.)
 func prepareCommands(tx Tx, cmds []command) {
 	p, ok := tx.(commandPreparer)
 	if !ok {
 		return
 	}
-	var releases, confirms []string
-	for _, c := range cmds {
-		switch c.route {
-		case RouteRelease:
-			releases = append(releases, c.booking)
-		case RouteConfirm:
-			confirms = append(confirms, c.booking)
+	bookings := make([]string, len(cmds))
+	for i, c := range cmds {
+		if c.route != cmds[0].route {
+			return
 		}
+		bookings[i] = c.booking
 	}
-	p.PrepareReleases(releases)
-	if len(confirms) == len(cmds) {
-		p.PrepareConfirms(confirms)
+	switch cmds[0].route {
+	case RouteRelease:
+		p.PrepareReleases(bookings)
+	case RouteConfirm:
+		p.PrepareConfirms(bookings)
 	}
 }
 

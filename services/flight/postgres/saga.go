@@ -242,7 +242,17 @@ func (t *InventoryTx) claim(ctx context.Context, consumer string, msgIDs []strin
 			return nil, err
 		}
 	}
-	t.read, t.sold, t.released = read, sold, released
+	// A claim that prepared nothing leaves what an earlier one prepared: an inbox insert
+	// changes no hold.
+	if read != nil {
+		t.read = read
+	}
+	if len(sold) > 0 {
+		t.sold = sold
+	}
+	if len(released) > 0 {
+		t.released = released
+	}
 	return claimed, nil
 }
 

@@ -371,3 +371,46 @@ func TestPreparedReleases(t *testing.T) {
 		t.Errorf("booking never held: %+v %v %v, want a tombstone", h, ok, err)
 	}
 }
+
+// TestPreparedOutlivesALaterClaim: a second inbox claim that prepares nothing (a batch's
+// second route) leaves the first one's reads in place, so the release after it still needs
+// no round trip: the transaction is the two claims and the COMMIT.
+func TestPreparedOutlivesALaterClaim(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := newInventoryTestDB(t).Config()
+	trips := &roundTrips{}
+	cfg.ConnConfig.Tracer = trips
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	testenv.Fatal(t, "pool", err)
+	t.Cleanup(pool.Close)
+	inv := postgres.NewInventory(pool)
+	f := seedFlight(t, pool, 10, time.Now().Add(48*time.Hour), "scheduled")
+	x := uuid.NewString()
+	if h, err := inv.Hold(ctx, flight.HoldRequest{BookingID: x, FlightID: f, Seats: 2}); err != nil || !h.Held() {
+		t.Fatalf("hold: %+v %v", h, err)
+	}
+
+	trips.n.Store(0)
+	err = inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+		tx.PrepareReleases([]string{x})
+		if _, err := tx.ClaimAll(ctx, "flight.seat-release", []string{uuid.NewString()}); err != nil {
+			return err
+		}
+		if _, err := tx.ClaimAll(ctx, "flight.seats-confirm", []string{uuid.NewString()}); err != nil {
+			return err
+		}
+		h, err := tx.Release(ctx, x, f)
+		if err == nil && h.Seats != 2 {
+			err = fmt.Errorf("release answered %+v", h)
+		}
+		return err
+	})
+	testenv.Fatal(t, "transaction", err)
+	if n := trips.n.Load(); n != 3 {
+		t.Errorf("%d round trips, want 3 (two claims and the COMMIT)", n)
+	}
+	if c := audit(t, inv, f); c.Available != 10 || c.Held != 0 {
+		t.Errorf("counts %+v, want the 2 seats back", c)
+	}
+}
