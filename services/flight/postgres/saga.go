@@ -28,10 +28,9 @@ import (
 // batch of holds then takes two round trips where it took seven, and holds its flights' row
 // locks from the end of the first to the end of the second; a batch of confirms or of
 // releases takes two, where a lone confirm took six and a lone release eight
-// (BenchmarkSagaTx). Each round trip costs the
-// flight process and PostgreSQL a write, a read and a wake-up, which is most of what a short
-// statement costs them here, and every one under a flight's lock keeps that flight's other
-// bookings waiting (docs/performance.md).
+// (BenchmarkSagaTx). Each round trip costs the flight process and PostgreSQL a write, a read
+// and a wake-up, which is most of what a short statement costs them here, and every one under
+// a flight's lock keeps that flight's other bookings waiting (docs/performance.md).
 type InventoryTx struct {
 	inv  *Inventory
 	conn *pgxpool.Conn
@@ -192,8 +191,8 @@ func (t *InventoryTx) ClaimAll(ctx context.Context, consumer string, msgIDs []st
 }
 
 // claim inserts msgIDs into the inbox and returns the ones that were not there. As a
-// transaction's first statement it goes in one round trip with BEGIN; the reads PrepareHolds
-// asked for go in the same round trip, after it.
+// transaction's first statement it goes in one round trip with BEGIN; what PrepareHolds,
+// PrepareConfirms and PrepareReleases asked for goes in the same round trip, after it.
 func (t *InventoryTx) claim(ctx context.Context, consumer string, msgIDs []string) ([]string, error) {
 	const insert = `
 		INSERT INTO inbox (consumer, msg_id)
