@@ -133,21 +133,21 @@ func BenchmarkSagaTx(b *testing.B) {
 	for _, op := range []string{"hold", "prepared-hold", "confirm", "prepared-confirm", "release", "prepared-release"} {
 		b.Run(op, func(b *testing.B) {
 			ctx := context.Background()
-			cfg := newInventoryTestDB(b).Config()
-			trips := &roundTrips{}
-			cfg.ConnConfig.Tracer = trips
-			pool, err := pgxpool.NewWithConfig(ctx, cfg)
-			testenv.Fatal(b, "pool", err)
-			b.Cleanup(pool.Close)
+			pool, trips := tracedTestDB(b)
 			inv := postgres.NewInventory(pool)
 			f := seedFlight(b, pool, 50_000_000, time.Now().Add(24*time.Hour), "scheduled")
 			reply := func(id string) outbox.Message {
 				return outbox.Message{ID: uuid.NewString(), Subject: "flight.saga.seats-held", Data: []byte(`{}`), AggregateID: id}
 			}
 			// sagaTx claims a message for route, runs step for booking and queues its reply.
-			sagaTx := func(route string, step func(tx *postgres.InventoryTx, booking string) error) func(string) error {
+			// With prepare, the transaction first names the booking to its claim, as the
+			// handlers do (PrepareHolds, PrepareConfirms, PrepareReleases).
+			sagaTx := func(route string, prepare func(tx *postgres.InventoryTx, booking string), step func(tx *postgres.InventoryTx, booking string) error) func(string) error {
 				return func(booking string) error {
 					return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+						if prepare != nil {
+							prepare(tx, booking)
+						}
 						if _, err := tx.ClaimAll(ctx, route, []string{uuid.NewString()}); err != nil {
 							return err
 						}
@@ -158,56 +158,36 @@ func BenchmarkSagaTx(b *testing.B) {
 					})
 				}
 			}
-			hold := sagaTx("flight.seat-hold", func(tx *postgres.InventoryTx, booking string) error {
-				_, err := tx.HoldBatch(ctx, []flight.HoldRequest{{BookingID: booking, FlightID: f, Seats: 1}})
-				return err
-			})
-			// As the hold handler does it: the hold's reads ride with the claim.
-			preparedHold := func(booking string) error {
-				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
-					req := flight.HoldRequest{BookingID: booking, FlightID: f, Seats: 1}
-					tx.PrepareHolds([]flight.HoldRequest{req})
-					if _, err := tx.ClaimAll(ctx, "flight.seat-hold", []string{uuid.NewString()}); err != nil {
-						return err
-					}
-					if _, err := tx.HoldBatch(ctx, []flight.HoldRequest{req}); err != nil {
-						return err
-					}
-					return tx.Queue(ctx, reply(booking))
-				})
+			holdOf := func(booking string) []flight.HoldRequest {
+				return []flight.HoldRequest{{BookingID: booking, FlightID: f, Seats: 1}}
 			}
-			confirm := sagaTx("flight.seats-confirm", func(tx *postgres.InventoryTx, booking string) error {
+			holdStep := func(tx *postgres.InventoryTx, booking string) error {
+				_, err := tx.HoldBatch(ctx, holdOf(booking))
+				return err
+			}
+			confirmStep := func(tx *postgres.InventoryTx, booking string) error {
 				_, err := tx.Confirm(ctx, booking)
 				return err
-			})
-			preparedConfirm := func(booking string) error {
-				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
-					tx.PrepareConfirms([]string{booking})
-					if _, err := tx.ClaimAll(ctx, "flight.seats-confirm", []string{uuid.NewString()}); err != nil {
-						return err
-					}
-					if _, err := tx.Confirm(ctx, booking); err != nil {
-						return err
-					}
-					return tx.Queue(ctx, reply(booking))
-				})
 			}
-			preparedRelease := func(booking string) error {
-				return inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
-					tx.PrepareReleases([]string{booking})
-					if _, err := tx.ClaimAll(ctx, "flight.seat-release", []string{uuid.NewString()}); err != nil {
-						return err
-					}
-					if _, err := tx.Release(ctx, booking, f); err != nil {
-						return err
-					}
-					return tx.Queue(ctx, reply(booking))
-				})
-			}
-			release := sagaTx("flight.seat-release", func(tx *postgres.InventoryTx, booking string) error {
+			releaseStep := func(tx *postgres.InventoryTx, booking string) error {
 				_, err := tx.Release(ctx, booking, f)
 				return err
-			})
+			}
+			hold := sagaTx("flight.seat-hold", nil, holdStep)
+			ops := map[string]func(string) error{
+				"hold": hold,
+				"prepared-hold": sagaTx("flight.seat-hold", func(tx *postgres.InventoryTx, booking string) {
+					tx.PrepareHolds(holdOf(booking))
+				}, holdStep),
+				"confirm": sagaTx("flight.seats-confirm", nil, confirmStep),
+				"prepared-confirm": sagaTx("flight.seats-confirm", func(tx *postgres.InventoryTx, booking string) {
+					tx.PrepareConfirms([]string{booking})
+				}, confirmStep),
+				"release": sagaTx("flight.seat-release", nil, releaseStep),
+				"prepared-release": sagaTx("flight.seat-release", func(tx *postgres.InventoryTx, booking string) {
+					tx.PrepareReleases([]string{booking})
+				}, releaseStep),
+			}
 			bookings := make([]string, b.N+1)
 			for i := range bookings {
 				bookings[i] = uuid.NewString()
@@ -215,7 +195,7 @@ func BenchmarkSagaTx(b *testing.B) {
 					testenv.Fatal(b, "hold", hold(bookings[i]))
 				}
 			}
-			run := map[string]func(string) error{"hold": hold, "prepared-hold": preparedHold, "confirm": confirm, "prepared-confirm": preparedConfirm, "release": release, "prepared-release": preparedRelease}[op]
+			run := ops[op]
 			// The first transaction prepares the statements, which later ones reuse.
 			testenv.Fatal(b, op, run(bookings[b.N]))
 			trips.n.Store(0)
@@ -228,6 +208,18 @@ func BenchmarkSagaTx(b *testing.B) {
 			b.ReportMetric(float64(trips.n.Load())/float64(b.N), "round-trips/op")
 		})
 	}
+}
+
+// tracedTestDB is newInventoryTestDB with a pool whose round trips are counted.
+func tracedTestDB(tb testing.TB) (*pgxpool.Pool, *roundTrips) {
+	tb.Helper()
+	cfg := newInventoryTestDB(tb).Config()
+	trips := &roundTrips{}
+	cfg.ConnConfig.Tracer = trips
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	testenv.Fatal(tb, "pool", err)
+	tb.Cleanup(pool.Close)
+	return pool, trips
 }
 
 // roundTrips counts what a pgx connection sends to the server and waits for: each query on

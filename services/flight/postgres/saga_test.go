@@ -248,12 +248,14 @@ func TestPreparedHolds(t *testing.T) {
 	}
 }
 
-// TestPreparedConfirms: the confirms PrepareConfirms sends with the inbox claim answer each
-// booking's Confirm as ConfirmTx would have (sold, already sold, released, never held), and a
-// release in between makes Confirm ask again rather than answer from before it. An id that is
-// not a UUID is left out rather than failing the claim.
-func TestPreparedConfirms(t *testing.T) {
-	t.Parallel()
+// stateBookings are bookings of one flight, one in each state a confirm or a release meets:
+// held (2 seats), sold (1), released (4), never held, and other, held (3 seats) for the test to
+// change in its transaction.
+type stateBookings struct{ held, sold, released, never, other string }
+
+// bookingsInEveryState seeds a 20-seat flight with stateBookings.
+func bookingsInEveryState(t *testing.T) (*postgres.Inventory, int64, stateBookings) {
+	t.Helper()
 	ctx := context.Background()
 	pool := newInventoryTestDB(t)
 	inv := postgres.NewInventory(pool)
@@ -265,14 +267,26 @@ func TestPreparedConfirms(t *testing.T) {
 		}
 		return id
 	}
-	held, sold, released, never, releasedBetween := hold(2), hold(1), hold(4), uuid.NewString(), hold(3)
-	_, err := inv.Confirm(ctx, sold)
+	b := stateBookings{held: hold(2), sold: hold(1), released: hold(4), never: uuid.NewString(), other: hold(3)}
+	_, err := inv.Confirm(ctx, b.sold)
 	testenv.Fatal(t, "confirm", err)
-	_, err = inv.Release(ctx, released, f)
+	_, err = inv.Release(ctx, b.released, f)
 	testenv.Fatal(t, "release", err)
+	return inv, f, b
+}
+
+// TestPreparedConfirms: the confirms PrepareConfirms sends with the inbox claim answer each
+// booking's Confirm as ConfirmTx would have (sold, already sold, released, never held), and a
+// release in between makes Confirm ask again rather than answer from before it. An id that is
+// not a UUID is left out rather than failing the claim.
+func TestPreparedConfirms(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	inv, f, b := bookingsInEveryState(t)
+	held, sold, released, never, releasedBetween := b.held, b.sold, b.released, b.never, b.other
 
 	runs := 0
-	err = inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+	err := inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
 		runs++
 		tx.PrepareConfirms([]string{held, sold, released, never, releasedBetween, "not-a-uuid"})
 		if _, err := tx.ClaimAll(ctx, "flight.seats-confirm", []string{uuid.NewString()}); err != nil {
@@ -316,24 +330,11 @@ func TestPreparedConfirms(t *testing.T) {
 func TestPreparedReleases(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newInventoryTestDB(t)
-	inv := postgres.NewInventory(pool)
-	f := seedFlight(t, pool, 20, time.Now().Add(48*time.Hour), "scheduled")
-	hold := func(seats int) string {
-		id := uuid.NewString()
-		if h, err := inv.Hold(ctx, flight.HoldRequest{BookingID: id, FlightID: f, Seats: seats}); err != nil || !h.Held() {
-			t.Fatalf("hold: %+v %v", h, err)
-		}
-		return id
-	}
-	held, sold, released, never, confirmedBetween := hold(2), hold(1), hold(4), uuid.NewString(), hold(3)
-	_, err := inv.Confirm(ctx, sold)
-	testenv.Fatal(t, "confirm", err)
-	_, err = inv.Release(ctx, released, f)
-	testenv.Fatal(t, "release", err)
+	inv, f, b := bookingsInEveryState(t)
+	held, sold, released, never, confirmedBetween := b.held, b.sold, b.released, b.never, b.other
 
 	runs := 0
-	err = inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+	err := inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
 		runs++
 		tx.PrepareReleases([]string{held, sold, released, never, confirmedBetween, "not-a-uuid"})
 		if _, err := tx.ClaimAll(ctx, "flight.seat-release", []string{uuid.NewString()}); err != nil {
@@ -378,12 +379,7 @@ func TestPreparedReleases(t *testing.T) {
 func TestPreparedOutlivesALaterClaim(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cfg := newInventoryTestDB(t).Config()
-	trips := &roundTrips{}
-	cfg.ConnConfig.Tracer = trips
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	testenv.Fatal(t, "pool", err)
-	t.Cleanup(pool.Close)
+	pool, trips := tracedTestDB(t)
 	inv := postgres.NewInventory(pool)
 	f := seedFlight(t, pool, 10, time.Now().Add(48*time.Hour), "scheduled")
 	x := uuid.NewString()
@@ -392,7 +388,7 @@ func TestPreparedOutlivesALaterClaim(t *testing.T) {
 	}
 
 	trips.n.Store(0)
-	err = inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
+	err := inv.InTx(ctx, func(tx *postgres.InventoryTx) error {
 		tx.PrepareReleases([]string{x})
 		if _, err := tx.ClaimAll(ctx, "flight.seat-release", []string{uuid.NewString()}); err != nil {
 			return err
